@@ -1,0 +1,138 @@
+/// The whole `sluice.yml`, validated.
+public struct SluiceConfig: Sendable {
+    public var database: DatabaseConfig
+    public var statePath: String
+    public var console: ConsoleConfig?
+    public var sinks: [SinkConfig]
+}
+
+public struct TableName: Hashable, Sendable, CustomStringConvertible {
+    public var schema: String
+    public var name: String
+
+    public init(schema: String, name: String) {
+        self.schema = schema
+        self.name = name
+    }
+
+    /// `public.orders`, or `orders` meaning `public.orders`.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        switch parts.count {
+        case 1 where !parts[0].isEmpty: self.init(schema: "public", name: parts[0])
+        case 2 where !parts[0].isEmpty && !parts[1].isEmpty: self.init(schema: parts[0], name: parts[1])
+        default: return nil
+        }
+    }
+
+    public var description: String { "\(schema).\(name)" }
+}
+
+public struct DatabaseConfig: Sendable {
+    /// libpq connection keywords in order; a URL comes first as `dbname` (libpq expands it).
+    public var connectionParameters: [(String, String)]
+    public var slotName: String
+    public var createSlot: Bool
+    public var publicationName: String
+    public var createPublication: Bool
+    /// Empty: every table (`FOR ALL TABLES`).
+    public var publicationTables: [TableName]
+    /// Seconds between heartbeat messages; 0 turns them off.
+    public var heartbeatInterval: Double
+
+    public init(connectionParameters: [(String, String)], slotName: String, createSlot: Bool = true,
+                publicationName: String, createPublication: Bool = true, publicationTables: [TableName] = [],
+                heartbeatInterval: Double = 15) {
+        self.connectionParameters = connectionParameters
+        self.slotName = slotName
+        self.createSlot = createSlot
+        self.publicationName = publicationName
+        self.createPublication = createPublication
+        self.publicationTables = publicationTables
+        self.heartbeatInterval = heartbeatInterval
+    }
+}
+
+public struct ConsoleConfig: Sendable {
+    public var listen: String
+    public var token: String
+}
+
+public struct SinkConfig: Sendable {
+    public var name: String
+    /// Empty: every published table.
+    public var tables: [TableName]
+    public var actions: Set<Action>
+    public var messageGrouping: Bool
+    public var maxMemoryMB: Int
+    public var destination: KafkaDestination
+
+    public init(name: String, tables: [TableName] = [], actions: Set<Action> = [.insert, .update, .delete, .read],
+                messageGrouping: Bool = true, maxMemoryMB: Int = 128, destination: KafkaDestination) {
+        self.name = name
+        self.tables = tables
+        self.actions = actions
+        self.messageGrouping = messageGrouping
+        self.maxMemoryMB = maxMemoryMB
+        self.destination = destination
+    }
+
+    public func accepts(table: TableName, action: Action) -> Bool {
+        actions.contains(action) && (tables.isEmpty || tables.contains(table))
+    }
+}
+
+public struct HostPort: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `host:port`, with IPv6 hosts in brackets as librdkafka expects.
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+public struct KafkaDestination: Sendable {
+    public enum SASLMechanism: String, Sendable, CaseIterable {
+        case plain, scram_sha_256, scram_sha_512
+        /// The name librdkafka's `sasl.mechanisms` takes.
+        public var librdkafkaName: String {
+            switch self {
+            case .plain: "PLAIN"
+            case .scram_sha_256: "SCRAM-SHA-256"
+            case .scram_sha_512: "SCRAM-SHA-512"
+            }
+        }
+    }
+
+    public enum Compression: String, Sendable, CaseIterable {
+        case none, gzip, snappy, lz4, zstd
+    }
+
+    public var hosts: [HostPort]
+    public var topic: String
+    public var tls: Bool
+    public var username: String?
+    public var password: String?
+    public var saslMechanism: SASLMechanism?
+    public var compression: Compression
+    public var batchSize: Int
+    public var maxAckPending: Int
+
+    public init(hosts: [HostPort], topic: String, tls: Bool = false, username: String? = nil, password: String? = nil,
+                saslMechanism: SASLMechanism? = nil, compression: Compression = .none, batchSize: Int = 200,
+                maxAckPending: Int = 10_000) {
+        self.hosts = hosts
+        self.topic = topic
+        self.tls = tls
+        self.username = username
+        self.password = password
+        self.saslMechanism = saslMechanism
+        self.compression = compression
+        self.batchSize = batchSize
+        self.maxAckPending = maxAckPending
+    }
+}

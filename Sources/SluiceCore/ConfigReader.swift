@@ -1,0 +1,375 @@
+/// Validates a configuration tree and builds `SluiceConfig`, collecting every problem with the
+/// field it concerns rather than stopping at the first.
+public struct ConfigReader {
+    public private(set) var errors: [ConfigError] = []
+    let environment: [String: String]
+
+    public init(environment: [String: String]) {
+        self.environment = environment
+    }
+
+    /// Returns the configuration, or every problem found.
+    public static func read(_ root: ConfigNode, environment: [String: String]) -> Result<SluiceConfig, ConfigErrors> {
+        var reader = ConfigReader(environment: environment)
+        let config = reader.readRoot(root)
+        if let config, reader.errors.isEmpty { return .success(config) }
+        return .failure(ConfigErrors(errors: reader.errors))
+    }
+
+    // MARK: - Sections
+
+    mutating func readRoot(_ root: ConfigNode) -> SluiceConfig? {
+        guard let fields = mapping(root, at: "", allowed: ["database", "state", "console", "sinks"]) else { return nil }
+        let database = fields["database"].flatMap { readDatabase($0, at: "database") }
+        if fields["database"] == nil { errors.append(ConfigError("database", "is required")) }
+
+        var statePath = "./sluice-state.sqlite"
+        if let state = fields["state"], let stateFields = mapping(state, at: "state", allowed: ["path"]) {
+            statePath = stateFields["path"].flatMap { string($0, at: "state.path") } ?? statePath
+        }
+        var console: ConsoleConfig?
+        if let node = fields["console"], let consoleFields = mapping(node, at: "console", allowed: ["listen", "token"]) {
+            let listen = consoleFields["listen"].flatMap { string($0, at: "console.listen") } ?? "127.0.0.1:7376"
+            if let listen = parseHostPort(listen), listen.port > 0 {} else {
+                errors.append(ConfigError("console.listen", "\(quoted(listen)) — write host:port, e.g. 127.0.0.1:7376"))
+            }
+            console = ConsoleConfig(listen: listen, token: consoleFields["token"].flatMap { string($0, at: "console.token") } ?? "")
+        }
+
+        var sinks: [SinkConfig] = []
+        if let node = fields["sinks"] {
+            if case .sequence(let items) = node, !items.isEmpty {
+                for (index, item) in items.enumerated() {
+                    if let sink = readSink(item, at: "sinks[\(index)]") { sinks.append(sink) }
+                }
+            } else {
+                errors.append(ConfigError("sinks", "must be a list with at least one sink"))
+            }
+        } else {
+            errors.append(ConfigError("sinks", "is required: add at least one sink with a kafka destination"))
+        }
+        var seen: Set<String> = []
+        for (index, sink) in sinks.enumerated() where !seen.insert(sink.name).inserted {
+            errors.append(ConfigError("sinks[\(index)].name", "\(quoted(sink.name)) is used by another sink — sink names must be unique"))
+        }
+        if let database, !database.publicationTables.isEmpty {
+            let published = Set(database.publicationTables)
+            for (sinkIndex, sink) in sinks.enumerated() {
+                for (tableIndex, table) in sink.tables.enumerated() where !published.contains(table) {
+                    errors.append(ConfigError("sinks[\(sinkIndex)].tables[\(tableIndex)]",
+                                              "\(quoted(table.description)) is not in database.publication.tables — add it there"))
+                }
+            }
+        }
+        guard let database else { return nil }
+        return SluiceConfig(database: database, statePath: statePath, console: console, sinks: sinks)
+    }
+
+    mutating func readDatabase(_ node: ConfigNode, at path: String) -> DatabaseConfig? {
+        let connectionKeys = ["url", "host", "port", "dbname", "user", "password"]
+        guard let fields = mapping(node, at: path, allowed: connectionKeys + ["slot", "publication", "heartbeat_interval"])
+        else { return nil }
+        var parameters: [(String, String)] = []
+        if let url = fields["url"].flatMap({ string($0, at: "\(path).url", secret: true) }) {
+            if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+                parameters.append(("dbname", url))
+            } else {
+                errors.append(ConfigError("\(path).url", "must start with postgres:// or postgresql://, e.g. postgres://user@127.0.0.1:5432/app"))
+            }
+        }
+        for key in connectionKeys.dropFirst() {
+            guard let value = fields[key].flatMap({ string($0, at: "\(path).\(key)", secret: key == "password") }) else { continue }
+            if key == "port", Int(value).map({ (1...65535).contains($0) }) != true {
+                errors.append(ConfigError("\(path).port", "\(quoted(value)) — port must be 1-65535"))
+                continue
+            }
+            parameters.append((key, value))
+        }
+        if fields["url"] == nil && fields["host"] == nil && fields["dbname"] == nil {
+            errors.append(ConfigError(path, "give url (postgres://user:password@host:port/dbname) or host and dbname"))
+        }
+
+        var slotName = "sluice", createSlot = true
+        if let slot = fields["slot"], let slotFields = mapping(slot, at: "\(path).slot", allowed: ["name", "create_if_not_exists"]) {
+            if let name = slotFields["name"].flatMap({ string($0, at: "\(path).slot.name") }) {
+                if Self.isValidSlotName(name) { slotName = name } else {
+                    errors.append(ConfigError("\(path).slot.name", "\(quoted(name)) — slot names use only lower-case letters, digits and _ (at most 63)"))
+                }
+            }
+            createSlot = slotFields["create_if_not_exists"].flatMap { bool($0, at: "\(path).slot.create_if_not_exists") } ?? true
+        }
+        var publicationName = "sluice", createPublication = true
+        var tables: [TableName] = []
+        if let publication = fields["publication"],
+           let pubFields = mapping(publication, at: "\(path).publication", allowed: ["name", "create_if_not_exists", "tables"]) {
+            if let name = pubFields["name"].flatMap({ string($0, at: "\(path).publication.name") }) {
+                if !name.isEmpty && name.utf8.count <= 63 { publicationName = name } else {
+                    errors.append(ConfigError("\(path).publication.name", "\(quoted(name)) — a publication name has 1-63 characters"))
+                }
+            }
+            createPublication = pubFields["create_if_not_exists"].flatMap { bool($0, at: "\(path).publication.create_if_not_exists") } ?? true
+            tables = pubFields["tables"].map { tableList($0, at: "\(path).publication.tables") } ?? []
+        }
+        var heartbeat = 15.0
+        if let node = fields["heartbeat_interval"], let text = string(node, at: "\(path).heartbeat_interval") {
+            if let seconds = Self.parseDuration(text) { heartbeat = seconds } else {
+                errors.append(ConfigError("\(path).heartbeat_interval", "\(quoted(text)) — write a duration such as 15s, 500ms or 2m (0 turns heartbeats off)"))
+            }
+        }
+        return DatabaseConfig(connectionParameters: parameters, slotName: slotName, createSlot: createSlot,
+                              publicationName: publicationName, createPublication: createPublication,
+                              publicationTables: tables, heartbeatInterval: heartbeat)
+    }
+
+    mutating func readSink(_ node: ConfigNode, at path: String) -> SinkConfig? {
+        let allowed = ["name", "tables", "actions", "message_grouping", "max_memory_mb", "destination",
+                       "filter", "transform", "routing", "initial_backfill"]
+        guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
+        for later in ["filter", "transform", "routing", "initial_backfill"] where fields[later] != nil {
+            errors.append(ConfigError("\(path).\(later)", "is not supported by this version of Sluice yet — remove it"))
+        }
+        let name = fields["name"].flatMap { string($0, at: "\(path).name") } ?? ""
+        if name.isEmpty { errors.append(ConfigError("\(path).name", "is required: give the sink a name, e.g. orders-to-kafka")) }
+        let tables = fields["tables"].map { tableList($0, at: "\(path).tables") } ?? []
+        var actions: Set<Action> = [.insert, .update, .delete, .read]
+        if let node = fields["actions"] {
+            actions = []
+            for (index, item) in list(node, at: "\(path).actions").enumerated() {
+                guard let text = string(item, at: "\(path).actions[\(index)]") else { continue }
+                if let action = Action(rawValue: text) { actions.insert(action) } else {
+                    errors.append(ConfigError("\(path).actions[\(index)]", "\(quoted(text)) — use insert, update, delete or read"))
+                }
+            }
+        }
+        let grouping = fields["message_grouping"].flatMap { bool($0, at: "\(path).message_grouping") } ?? true
+        let memory = fields["max_memory_mb"].flatMap { integer($0, at: "\(path).max_memory_mb", range: 16...65536) } ?? 128
+        guard let destinationNode = fields["destination"] else {
+            errors.append(ConfigError("\(path).destination", "is required: add a destination with type: kafka, hosts and topic"))
+            return nil
+        }
+        guard let destination = readKafka(destinationNode, at: "\(path).destination") else { return nil }
+        return SinkConfig(name: name, tables: tables, actions: actions, messageGrouping: grouping, maxMemoryMB: memory,
+                          destination: destination)
+    }
+
+    mutating func readKafka(_ node: ConfigNode, at path: String) -> KafkaDestination? {
+        let allowed = ["type", "hosts", "topic", "tls", "username", "password", "sasl_mechanism", "compression",
+                       "batch_size", "max_ack_pending"]
+        guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
+        let type = fields["type"].flatMap { string($0, at: "\(path).type") }
+        if type != "kafka" {
+            errors.append(ConfigError("\(path).type", type.map { "\(quoted($0)) — the only destination type is kafka" } ?? "is required: type: kafka"))
+        }
+        var hosts: [HostPort] = []
+        if let text = fields["hosts"].flatMap({ string($0, at: "\(path).hosts") }) {
+            for entry in text.split(separator: ",").map({ $0.trimmingSpaces }) {
+                guard let host = parseHostPort(entry), !host.host.isEmpty else {
+                    errors.append(ConfigError("\(path).hosts", "\(quoted(entry)) — write host:port, e.g. 127.0.0.1:9092 or [::1]:9092"))
+                    continue
+                }
+                guard (1...65535).contains(host.port) else {
+                    errors.append(ConfigError("\(path).hosts", "\(quoted(entry)) — port must be 1-65535"))
+                    continue
+                }
+                hosts.append(host)
+            }
+            if hosts.isEmpty && text.trimmingSpaces.isEmpty {
+                errors.append(ConfigError("\(path).hosts", "is empty — list brokers as host:port, comma-separated"))
+            }
+        } else if fields["hosts"] == nil {
+            errors.append(ConfigError("\(path).hosts", "is required: list brokers as host:port, comma-separated"))
+        }
+        var topic = ""
+        if let text = fields["topic"].flatMap({ string($0, at: "\(path).topic") }) {
+            if let problem = Self.topicProblem(text) { errors.append(ConfigError("\(path).topic", "\(quoted(text)) — \(problem)")) }
+            topic = text
+        } else if fields["topic"] == nil {
+            errors.append(ConfigError("\(path).topic", "is required: the Kafka topic to write to"))
+        }
+        let tls = fields["tls"].flatMap { bool($0, at: "\(path).tls") } ?? false
+        let username = fields["username"].flatMap { string($0, at: "\(path).username") }
+        let password = fields["password"].flatMap { string($0, at: "\(path).password", secret: true) }
+        if (username == nil) != (password == nil) {
+            errors.append(ConfigError(username == nil ? "\(path).username" : "\(path).password",
+                                      "username and password go together — give both or neither"))
+        }
+        var mechanism: KafkaDestination.SASLMechanism?
+        if let text = fields["sasl_mechanism"].flatMap({ string($0, at: "\(path).sasl_mechanism") }) {
+            mechanism = KafkaDestination.SASLMechanism(rawValue: text)
+            if mechanism == nil {
+                errors.append(ConfigError("\(path).sasl_mechanism", "\(quoted(text)) — use plain, scram_sha_256 or scram_sha_512"))
+            } else if username == nil {
+                errors.append(ConfigError("\(path).sasl_mechanism", "needs username and password"))
+            }
+        } else if username != nil {
+            errors.append(ConfigError("\(path).sasl_mechanism", "is required with username and password: plain, scram_sha_256 or scram_sha_512"))
+        }
+        var compression = KafkaDestination.Compression.none
+        if let text = fields["compression"].flatMap({ string($0, at: "\(path).compression") }) {
+            if let value = KafkaDestination.Compression(rawValue: text) { compression = value } else {
+                errors.append(ConfigError("\(path).compression", "\(quoted(text)) — use none, gzip, snappy, lz4 or zstd"))
+            }
+        }
+        let batchSize = fields["batch_size"].flatMap { integer($0, at: "\(path).batch_size", range: 1...10_000) } ?? 200
+        let maxAckPending = fields["max_ack_pending"].flatMap { integer($0, at: "\(path).max_ack_pending", range: 1...1_000_000) } ?? 10_000
+        return KafkaDestination(hosts: hosts, topic: topic, tls: tls, username: username, password: password,
+                                saslMechanism: mechanism, compression: compression, batchSize: batchSize,
+                                maxAckPending: maxAckPending)
+    }
+
+    // MARK: - Rules
+
+    /// Kafka's own rule: 1-255 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+    public static func topicProblem(_ topic: String) -> String? {
+        if topic.isEmpty { return "a topic name cannot be empty" }
+        if topic.utf8.count > 255 { return "a topic name has at most 255 characters (this one has \(topic.utf8.count))" }
+        if topic == "." || topic == ".." { return "a topic cannot be named . or .." }
+        let legal = topic.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: ".")
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+        }
+        return legal ? nil : "a topic name uses only letters, digits, '.', '_' and '-'"
+    }
+
+    static func isValidSlotName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 63 && name.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || byte == UInt8(ascii: "_")
+        }
+    }
+
+    /// `15s`, `500ms`, `2m`, `1h`, or a plain number of seconds.
+    public static func parseDuration(_ text: String) -> Double? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            guard let value = Double(text.dropLast(suffix.count)), value >= 0 else { return nil }
+            return value * factor
+        }
+        guard let value = Double(text), value >= 0 else { return nil }
+        return value
+    }
+
+    // MARK: - Field readers
+
+    mutating func mapping(_ node: ConfigNode, at path: String, allowed: [String]) -> [String: ConfigNode]? {
+        guard case .mapping(let pairs) = node else {
+            errors.append(ConfigError(path, "must be a mapping of fields"))
+            return nil
+        }
+        var result: [String: ConfigNode] = [:]
+        for (key, value) in pairs {
+            let fieldPath = path.isEmpty ? key : "\(path).\(key)"
+            guard allowed.contains(key) else {
+                let hint = Self.nearest(to: key, in: allowed).map { " — did you mean \($0)?" } ?? " — remove it"
+                errors.append(ConfigError(fieldPath, "unknown field\(hint)"))
+                continue
+            }
+            result[key] = value
+        }
+        return result
+    }
+
+    mutating func string(_ node: ConfigNode, at path: String, secret: Bool = false) -> String? {
+        guard case .scalar(let raw) = node else {
+            errors.append(ConfigError(path, "must be a single value"))
+            return nil
+        }
+        switch EnvironmentInterpolation.apply(raw, environment: environment) {
+        case .success(let value): return value
+        case .failure(.unset(let name)):
+            errors.append(ConfigError(path, "environment variable \(name) is not set — export it, or write ${\(name):-default}"))
+        case .failure(.unterminated):
+            errors.append(ConfigError(path, secret ? "has an unterminated ${ — close it with }" : "\(quoted(raw)) has an unterminated ${ — close it with }"))
+        }
+        return nil
+    }
+
+    mutating func bool(_ node: ConfigNode, at path: String) -> Bool? {
+        guard let text = string(node, at: path) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            errors.append(ConfigError(path, "\(quoted(text)) — use true or false"))
+            return nil
+        }
+    }
+
+    mutating func integer(_ node: ConfigNode, at path: String, range: ClosedRange<Int>) -> Int? {
+        guard let text = string(node, at: path) else { return nil }
+        guard let value = Int(text.replacingUnderscores), range.contains(value) else {
+            errors.append(ConfigError(path, "\(quoted(text)) — must be a whole number from \(range.lowerBound) to \(range.upperBound)"))
+            return nil
+        }
+        return value
+    }
+
+    mutating func list(_ node: ConfigNode, at path: String) -> [ConfigNode] {
+        switch node {
+        case .sequence(let items): return items
+        case .scalar: return [node]
+        default:
+            errors.append(ConfigError(path, "must be a list"))
+            return []
+        }
+    }
+
+    mutating func tableList(_ node: ConfigNode, at path: String) -> [TableName] {
+        var tables: [TableName] = []
+        for (index, item) in list(node, at: path).enumerated() {
+            guard let text = string(item, at: "\(path)[\(index)]") else { continue }
+            if let table = TableName(parsing: text) { tables.append(table) } else {
+                errors.append(ConfigError("\(path)[\(index)]", "\(quoted(text)) — write schema.table, e.g. public.orders"))
+            }
+        }
+        return tables
+    }
+
+    func parseHostPort(_ text: String) -> HostPort? {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":"),
+                  let port = Int(text[text.index(close, offsetBy: 2)...]) else { return nil }
+            return HostPort(host: String(text[text.index(after: text.startIndex)..<close]), port: port)
+        }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = Int(parts[1]) else { return nil }
+        return HostPort(host: String(parts[0]), port: port)
+    }
+
+    func quoted(_ text: String) -> String { "\"\(text)\"" }
+
+    /// The allowed key closest to a misspelt one (edit distance ≤ 3).
+    static func nearest(to key: String, in candidates: [String]) -> String? {
+        let best = candidates.map { ($0, editDistance(key, $0)) }.min { $0.1 < $1.1 }
+        guard let best, best.1 <= 3 else { return nil }
+        return best.0
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return a.isEmpty ? b.count : previous[b.count]
+    }
+}
+
+/// Every problem found in a configuration, one line each.
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ConfigError]
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+    }
+
+    var replacingUnderscores: String { String(filter { $0 != "_" }) }
+}

@@ -1,0 +1,61 @@
+/// Appends JSON text to a byte buffer. Messages are written straight to bytes: no intermediate
+/// dictionaries, and numeric values keep their exact digits.
+public struct JSONWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 512) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    @inline(__always) public mutating func raw(_ byte: UInt8) { bytes.append(byte) }
+
+    @inline(__always) public mutating func raw(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func raw<C: Collection>(_ utf8: C) where C.Element == UInt8 {
+        bytes.append(contentsOf: utf8)
+    }
+
+    public mutating func null() { raw("null") }
+
+    public mutating func bool(_ value: Bool) { value ? raw("true") : raw("false") }
+
+    public mutating func number<I: BinaryInteger>(_ value: I) { raw(String(value).utf8) }
+
+    public mutating func string(_ text: String) {
+        var text = text
+        text.withUTF8 { string(utf8: $0) }
+    }
+
+    /// Writes `utf8` as a JSON string, escaping quotes, backslashes and control characters.
+    public mutating func string<C: Collection>(utf8: C) where C.Element == UInt8 {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): raw("\\\"")
+            case UInt8(ascii: "\\"): raw("\\\\")
+            case UInt8(ascii: "\n"): raw("\\n")
+            case UInt8(ascii: "\r"): raw("\\r")
+            case UInt8(ascii: "\t"): raw("\\t")
+            case 0x08: raw("\\b")
+            case 0x0C: raw("\\f")
+            case 0..<0x20, 0x7F:
+                raw("\\u00")
+                bytes.append(Self.hexDigits[Int(byte >> 4)])
+                bytes.append(Self.hexDigits[Int(byte & 0xF)])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// Writes `"key":`.
+    public mutating func key(_ name: String) {
+        string(name)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+}

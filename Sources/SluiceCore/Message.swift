@@ -1,0 +1,156 @@
+/// A change as it leaves Sluice: Kafka key and the JSON value in Sequin's message shape.
+public struct Message: Sendable {
+    /// Primary-key values joined with `:`; nil when the table has no key.
+    public var key: [UInt8]?
+    public var value: [UInt8]
+    public var topic: String
+    /// The primary-key values as text, in column order.
+    public var recordPKs: [String]
+
+    public init(key: [UInt8]?, value: [UInt8], topic: String, recordPKs: [String]) {
+        self.key = key
+        self.value = value
+        self.topic = topic
+        self.recordPKs = recordPKs
+    }
+}
+
+/// The `metadata.consumer` block: which sink produced a message.
+public struct ConsumerIdentity: Sendable, Hashable {
+    public var id: String
+    public var name: String
+
+    /// The id is derived from the name, so it stays the same across restarts and machines.
+    public init(name: String) {
+        self.name = name
+        self.id = StableUUID.make(from: "sluice-sink:" + name)
+    }
+}
+
+/// Writes changes as Sequin-shaped JSON:
+/// `{"record":…,"changes":…,"action":…,"metadata":{…}}`.
+public struct MessageEncoder: Sendable {
+    public var consumer: ConsumerIdentity
+    public var databaseName: String
+
+    public init(consumer: ConsumerIdentity, databaseName: String) {
+        self.consumer = consumer
+        self.databaseName = databaseName
+    }
+
+    public func encode(_ change: Change, topic: String) -> Message {
+        let relation = change.relation
+        let columns = relation.columns
+        // The row to show: the new one, or for deletes the old one.
+        let row: Tuple = (change.action == .delete ? change.old : change.new) ?? Tuple(bytes: [], cells: [])
+        let oldRow = change.old
+        let keyIndexes = relation.keyColumnIndexes
+
+        var recordPKs: [String] = []
+        recordPKs.reserveCapacity(keyIndexes.count)
+        for index in keyIndexes {
+            recordPKs.append(row.text(at: index) ?? oldRow?.text(at: index) ?? "")
+        }
+
+        var json = JSONWriter(capacity: 256 + row.bytes.count * 2)
+        var unchangedToast: [String] = []
+
+        // record
+        json.raw("{\"record\":{")
+        var first = true
+        for index in columns.indices where index < row.cells.count {
+            // A delete under REPLICA IDENTITY DEFAULT carries only the key columns.
+            if change.action == .delete, relation.replicaIdentity != .full,
+               !columns[index].isReplicaIdentity, case .null = row.cells[index] {
+                continue
+            }
+            var source = row
+            if case .unchangedToast = row.cells[index] {
+                // Fill an unchanged TOAST value from the old row when the server sent it (FULL);
+                // otherwise leave the column out and say so, never send a placeholder as data.
+                if let oldRow, index < oldRow.cells.count, case .text = oldRow.cells[index] {
+                    source = oldRow
+                } else {
+                    unchangedToast.append(columns[index].name)
+                    continue
+                }
+            }
+            if !first { json.raw(UInt8(ascii: ",")) }
+            first = false
+            json.key(columns[index].name)
+            ValueConverter.write(source.cells[index], of: source, kind: columns[index].kind, to: &json)
+        }
+        json.raw(UInt8(ascii: "}"))
+
+        // changes: the old values of the columns an update changed.
+        json.raw(",\"changes\":")
+        if change.action == .update {
+            json.raw(UInt8(ascii: "{"))
+            if let oldRow, let newRow = change.new {
+                var firstChange = true
+                for index in columns.indices where index < oldRow.cells.count && index < newRow.cells.count {
+                    if case .unchangedToast = newRow.cells[index] { continue }
+                    if case .unchangedToast = oldRow.cells[index] { continue }
+                    // Under DEFAULT identity the old key tuple has NULLs for non-key columns.
+                    if relation.replicaIdentity != .full, !columns[index].isReplicaIdentity { continue }
+                    if oldRow.sameValue(at: index, as: newRow) { continue }
+                    if !firstChange { json.raw(UInt8(ascii: ",")) }
+                    firstChange = false
+                    json.key(columns[index].name)
+                    ValueConverter.write(oldRow.cells[index], of: oldRow, kind: columns[index].kind, to: &json)
+                }
+            }
+            json.raw(UInt8(ascii: "}"))
+        } else {
+            json.null()
+        }
+
+        json.raw(",\"action\":")
+        json.string(change.action.rawValue)
+
+        // metadata
+        let transaction = change.transaction
+        json.raw(",\"metadata\":{\"table_schema\":")
+        json.string(relation.schema)
+        json.raw(",\"table_name\":")
+        json.string(relation.name)
+        json.raw(",\"commit_timestamp\":")
+        json.string(PostgresTime.iso8601(microsecondsSince2000: transaction.commitTimestamp))
+        json.raw(",\"commit_lsn\":")
+        json.number(transaction.commitLSN.rawValue)
+        json.raw(",\"commit_idx\":")
+        json.number(change.commitIndex)
+        json.raw(",\"idempotency_key\":")
+        json.string(Base64.encode(Array("\(transaction.commitLSN.rawValue):\(change.commitIndex)".utf8)))
+        json.raw(",\"database_name\":")
+        json.string(databaseName)
+        json.raw(",\"transaction_annotations\":null,\"record_pks\":[")
+        for (position, pk) in recordPKs.enumerated() {
+            if position > 0 { json.raw(UInt8(ascii: ",")) }
+            json.string(pk)
+        }
+        json.raw(UInt8(ascii: "]"))
+        if !unchangedToast.isEmpty {
+            json.raw(",\"unchanged_toast_columns\":[")
+            for (position, name) in unchangedToast.enumerated() {
+                if position > 0 { json.raw(UInt8(ascii: ",")) }
+                json.string(name)
+            }
+            json.raw(UInt8(ascii: "]"))
+        }
+        json.raw(",\"consumer\":{\"id\":")
+        json.string(consumer.id)
+        json.raw(",\"name\":")
+        json.string(consumer.name)
+        json.raw(",\"annotations\":{}}}}")
+
+        return Message(key: MessageKey.make(recordPKs), value: json.bytes, topic: topic, recordPKs: recordPKs)
+    }
+}
+
+/// The default Kafka key: primary-key values in column order, as text, joined with `:`.
+public enum MessageKey {
+    public static func make(_ recordPKs: [String]) -> [UInt8]? {
+        recordPKs.isEmpty ? nil : Array(recordPKs.joined(separator: ":").utf8)
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+
+/// Turns a PostgreSQL value's text form into JSON, by the mapping in ARCHITECTURE.md.
+/// One converter serves the replication stream and backfills. It expects the session settings
+/// that Sluice's connections set: DateStyle ISO, TimeZone UTC, IntervalStyle iso_8601, bytea hex.
+public enum ValueConverter {
+    /// Writes the value of `cell` (from `tuple`) as JSON. Unchanged TOAST values must be handled
+    /// by the caller; they are written as null here.
+    public static func write(_ cell: Cell, of tuple: Tuple, kind: ValueKind, to json: inout JSONWriter) {
+        switch cell {
+        case .null, .unchangedToast:
+            json.null()
+        case .text(let range):
+            tuple.bytes.withUnsafeBufferPointer { buffer in
+                write(text: UnsafeBufferPointer(rebasing: buffer[range]), kind: kind, to: &json)
+            }
+        case .binary(let range):
+            // Sluice asks for text format; a binary value is shown as bytea hex so nothing is lost.
+            var hex: [UInt8] = Array("\\x".utf8)
+            for byte in tuple.bytes[range] {
+                hex.append(JSONWriter.hexDigits[Int(byte >> 4)])
+                hex.append(JSONWriter.hexDigits[Int(byte & 0xF)])
+            }
+            json.string(utf8: hex)
+        }
+    }
+
+    /// Converts a text value to a JSON string, e.g. for tests: `convert("t", .bool) == "true"`.
+    public static func convert(_ text: String, kind: ValueKind) -> String {
+        var json = JSONWriter()
+        var text = text
+        text.withUTF8 { write(text: $0, kind: kind, to: &json) }
+        return String(decoding: json.bytes, as: UTF8.self)
+    }
+
+    public static func write(text: UnsafeBufferPointer<UInt8>, kind: ValueKind, to json: inout JSONWriter) {
+        switch kind {
+        case .bool:
+            json.bool(text.first == UInt8(ascii: "t"))
+        case .integer:
+            json.raw(text)
+        case .float, .numeric:
+            if isSpecialNumber(text) { json.string(utf8: text) } else { json.raw(text) }
+        case .json:
+            json.raw(text)
+        case .timestamptz:
+            writeTimestamp(text, withZone: true, to: &json)
+        case .timestamp:
+            writeTimestamp(text, withZone: false, to: &json)
+        case .interval:
+            writeInterval(text, to: &json)
+        case .array(let element, let delimiter):
+            var parser = ArrayLiteralParser(text: text, delimiter: delimiter)
+            if !parser.write(element: element, to: &json) {
+                // Not an array literal we understand: keep the text rather than invent a value.
+                json.string(utf8: text)
+            }
+        case .text:
+            json.string(utf8: text)
+        }
+    }
+
+    /// NaN, Infinity and -Infinity have no JSON number form.
+    static func isSpecialNumber(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let first = text.first else { return true }
+        let letter = first == UInt8(ascii: "-") || first == UInt8(ascii: "+") ? text.dropFirst().first : first
+        guard let letter else { return true }
+        return letter == UInt8(ascii: "N") || letter == UInt8(ascii: "I") || letter == UInt8(ascii: "n")
+            || letter == UInt8(ascii: "i")
+    }
+
+    // MARK: - Timestamps
+
+    /// `2026-11-29 10:00:00.5+00` → `2026-11-29T10:00:00.500000Z`; ±infinity and BC years kept
+    /// meaningful (`-0043-03-15T…` for 44 BC, ISO 8601's astronomical year numbering).
+    static func writeTimestamp(_ text: UnsafeBufferPointer<UInt8>, withZone: Bool, to json: inout JSONWriter) {
+        var chars = Array(text)
+        guard let space = chars.firstIndex(of: UInt8(ascii: " ")), space > 0,
+              chars[0] != UInt8(ascii: "i"), chars[0] != UInt8(ascii: "-") || chars.count > 10
+        else { json.string(utf8: text); return }
+
+        var isBC = false
+        if chars.count > 3, chars.suffix(3).elementsEqual(" BC".utf8) {
+            isBC = true
+            chars.removeLast(3)
+        }
+        let datePart = chars[..<space]
+        var timePart = Array(chars[(space + 1)...])
+        var zone: [UInt8] = []
+        if withZone, let sign = timePart.lastIndex(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") }) {
+            zone = Array(timePart[sign...])
+            timePart.removeSubrange(sign...)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        if isBC, let year = Int(String(decoding: datePart.prefix(while: { $0 != UInt8(ascii: "-") }), as: UTF8.self)) {
+            let astronomical = String(year - 1)
+            out.append(UInt8(ascii: "-"))
+            out.append(contentsOf: String(repeating: "0", count: max(0, 4 - astronomical.count)).utf8)
+            out.append(contentsOf: astronomical.utf8)
+            out.append(contentsOf: datePart.drop(while: { $0 != UInt8(ascii: "-") }))
+        } else {
+            out.append(contentsOf: datePart)
+        }
+        out.append(UInt8(ascii: "T"))
+        // hh:mm:ss then always six fractional digits.
+        if let dot = timePart.firstIndex(of: UInt8(ascii: ".")) {
+            out.append(contentsOf: timePart[..<dot])
+            let fraction = timePart[(dot + 1)...]
+            out.append(UInt8(ascii: "."))
+            out.append(contentsOf: fraction.prefix(6))
+            out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, 6 - fraction.count)))
+        } else {
+            out.append(contentsOf: timePart)
+            out.append(contentsOf: ".000000".utf8)
+        }
+        if withZone {
+            if zone.isEmpty || zone.elementsEqual("+00".utf8) {
+                out.append(UInt8(ascii: "Z"))
+            } else {
+                // A session not in UTC: keep the offset, written ±hh:mm.
+                out.append(contentsOf: zone.prefix(3))
+                out.append(UInt8(ascii: ":"))
+                out.append(contentsOf: zone.count >= 6 ? Array(zone[4..<6]) : Array("00".utf8))
+            }
+        }
+        json.string(utf8: out)
+    }
+
+    // MARK: - Intervals
+
+    /// IntervalStyle iso_8601 (`P1Y2M3DT4H5M6.5S`, signs per component) →
+    /// `{"months":14,"days":3,"microseconds":14706500000}`.
+    static func writeInterval(_ text: UnsafeBufferPointer<UInt8>, to json: inout JSONWriter) {
+        guard let parsed = parseISOInterval(text) else { json.string(utf8: text); return }
+        json.raw("{\"months\":")
+        json.number(parsed.months)
+        json.raw(",\"days\":")
+        json.number(parsed.days)
+        json.raw(",\"microseconds\":")
+        json.number(parsed.microseconds)
+        json.raw(UInt8(ascii: "}"))
+    }
+
+    static func parseISOInterval(_ text: UnsafeBufferPointer<UInt8>) -> (months: Int64, days: Int64, microseconds: Int64)? {
+        guard text.first == UInt8(ascii: "P") else { return nil }
+        var months: Int64 = 0, days: Int64 = 0, micros: Int64 = 0
+        var inTime = false
+        var number: [UInt8] = []
+        for byte in text.dropFirst() {
+            switch byte {
+            case UInt8(ascii: "T"): inTime = true
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."):
+                number.append(byte)
+            default:
+                let string = String(decoding: number, as: UTF8.self)
+                number.removeAll(keepingCapacity: true)
+                switch (byte, inTime) {
+                case (UInt8(ascii: "Y"), false): guard let v = Int64(string) else { return nil }; months += v * 12
+                case (UInt8(ascii: "M"), false): guard let v = Int64(string) else { return nil }; months += v
+                case (UInt8(ascii: "W"), false): guard let v = Int64(string) else { return nil }; days += v * 7
+                case (UInt8(ascii: "D"), false): guard let v = Int64(string) else { return nil }; days += v
+                case (UInt8(ascii: "H"), true): guard let v = Int64(string) else { return nil }; micros += v * 3_600_000_000
+                case (UInt8(ascii: "M"), true): guard let v = Int64(string) else { return nil }; micros += v * 60_000_000
+                case (UInt8(ascii: "S"), true):
+                    guard let v = secondsToMicros(string) else { return nil }
+                    micros += v
+                default: return nil
+                }
+            }
+        }
+        return number.isEmpty ? (months, days, micros) : nil
+    }
+
+    /// `-6.5` → -6500000, exactly (no floating point).
+    static func secondsToMicros(_ text: String) -> Int64? {
+        let negative = text.hasPrefix("-")
+        let body = negative || text.hasPrefix("+") ? text.dropFirst() : Substring(text)
+        let parts = body.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let whole = Int64(parts[0].isEmpty ? "0" : parts[0]) else { return nil }
+        var fraction: Int64 = 0
+        if parts.count == 2 {
+            let digits = String(parts[1].prefix(6)).padding(toLength: 6, withPad: "0", startingAt: 0)
+            guard let value = Int64(digits) else { return nil }
+            fraction = value
+        }
+        let magnitude = whole * 1_000_000 + fraction
+        return negative ? -magnitude : magnitude
+    }
+}
