@@ -1,0 +1,172 @@
+import CRdKafka
+import Foundation
+import Logging
+import SluiceCore
+import Synchronization
+
+/// The outcome of one message, from librdkafka's delivery report.
+public struct DeliveryReport: Sendable {
+    /// The token given to `produce`.
+    public var token: UInt
+    /// nil when the broker acknowledged the message.
+    public var error: KafkaError?
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var key: [UInt8]?
+    public var size: Int
+    /// The message itself, kept only for failed deliveries (to explain them).
+    public var payload: [UInt8]?
+}
+
+/// A librdkafka producer. Delivery reports arrive through librdkafka's event queue, polled on a
+/// dedicated thread, and are handed to `onDelivery` in batches.
+public final class KafkaProducer: @unchecked Sendable {
+    let handle: OpaquePointer
+    let queue: OpaquePointer
+    let logger: Logger
+    let onDelivery: @Sendable ([DeliveryReport]) -> Void
+    private var topics: [String: OpaquePointer] = [:]
+    private let topicsLock = Mutex(())
+    private let stopPolling = Atomic<Bool>(false)
+    private let pollerDone = DispatchSemaphore(value: 0)
+
+    /// Creates the producer; the error names the librdkafka property that was refused.
+    public init(properties: [(String, String)], logger: Logger,
+                onDelivery: @escaping @Sendable ([DeliveryReport]) -> Void) throws(KafkaError) {
+        self.logger = logger
+        self.onDelivery = onDelivery
+        let conf = rd_kafka_conf_new()
+        var errorText = [CChar](repeating: 0, count: 512)
+        for (name, value) in properties {
+            if rd_kafka_conf_set(conf, name, value, &errorText, errorText.count) != RD_KAFKA_CONF_OK {
+                rd_kafka_conf_destroy(conf)
+                let shown = KafkaSettings.secretProperties.contains(name) ? "(hidden)" : value
+                throw KafkaError(configuration: "librdkafka refused \(name)=\(shown): \(String(cString: errorText))")
+            }
+        }
+        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR))
+        guard let producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errorText, errorText.count) else {
+            throw KafkaError(configuration: "could not create the Kafka producer: \(String(cString: errorText))")
+        }
+        handle = producer
+        queue = rd_kafka_queue_get_main(producer)
+        let thread = Thread { [self] in pollEvents() }
+        thread.name = "sluice-kafka-events"
+        thread.start()
+    }
+
+    deinit {
+        stopPolling.store(true, ordering: .relaxed)
+        pollerDone.wait()
+        for topic in topics.values { rd_kafka_topic_destroy(topic) }
+        rd_kafka_queue_destroy(queue)
+        rd_kafka_destroy(handle)
+    }
+
+    /// Queues a message; returns once librdkafka holds a copy. Waits while its queue is full.
+    public func produce(topic: String, key: [UInt8]?, value: [UInt8], token: UInt) throws(KafkaError) {
+        let topicHandle = try topicHandle(topic)
+        precondition(token != 0, "delivery tokens start at 1")
+        while true {
+            let result = value.withUnsafeBytes { payload in
+                withKey(key) { keyPointer, keyLength in
+                    rd_kafka_produce(topicHandle, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                                     UnsafeMutableRawPointer(mutating: payload.baseAddress), payload.count,
+                                     keyPointer, keyLength, UnsafeMutableRawPointer(bitPattern: token))
+                }
+            }
+            if result == 0 { return }
+            let err = rd_kafka_last_error()
+            if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                Thread.sleep(forTimeInterval: 0.001)
+                continue
+            }
+            throw KafkaError(code: err.rawValue)
+        }
+    }
+
+    private func withKey<R>(_ key: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+        guard let key else { return body(nil, 0) }
+        return key.withUnsafeBytes { body($0.baseAddress, $0.count) }
+    }
+
+    private func topicHandle(_ name: String) throws(KafkaError) -> OpaquePointer {
+        let found: OpaquePointer? = topicsLock.withLock { _ in
+            if let existing = topics[name] { return existing }
+            guard let created = rd_kafka_topic_new(handle, name, nil) else { return nil }
+            topics[name] = created
+            return created
+        }
+        guard let found else { throw KafkaError(code: rd_kafka_last_error().rawValue) }
+        return found
+    }
+
+    /// Messages handed to librdkafka and not yet reported.
+    public var outstanding: Int { Int(rd_kafka_outq_len(handle)) }
+
+    /// Waits up to `timeout` seconds until every queued message has been reported.
+    @discardableResult
+    public func flush(timeout: Double) -> Bool {
+        rd_kafka_flush(handle, Int32(timeout * 1000)) == RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
+    /// Asks the cluster for its metadata: proves the brokers answer (and accept the credentials).
+    public func checkConnection(timeout: Double) throws(KafkaError) {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, nil, &metadata, Int32(timeout * 1000))
+        if let metadata { rd_kafka_metadata_destroy(metadata) }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(code: err.rawValue) }
+    }
+
+    // MARK: - Event queue
+
+    private func pollEvents() {
+        defer { pollerDone.signal() }
+        while !stopPolling.load(ordering: .relaxed) {
+            guard let event = rd_kafka_queue_poll(queue, 100) else { continue }
+            defer { rd_kafka_event_destroy(event) }
+            switch rd_kafka_event_type(event) {
+            case RD_KAFKA_EVENT_DR:
+                var reports: [DeliveryReport] = []
+                reports.reserveCapacity(rd_kafka_event_message_count(event))
+                while let message = rd_kafka_event_message_next(event) {
+                    reports.append(report(for: message.pointee))
+                }
+                onDelivery(reports)
+            case RD_KAFKA_EVENT_ERROR:
+                let code = rd_kafka_event_error(event)
+                let text = String(cString: rd_kafka_event_error_string(event))
+                if rd_kafka_event_error_is_fatal(event) != 0 {
+                    var fatalText = [CChar](repeating: 0, count: 512)
+                    let fatal = rd_kafka_fatal_error(handle, &fatalText, fatalText.count)
+                    logger.critical("Kafka producer failed", metadata: ["error": "\(String(cString: fatalText))",
+                                                                        "code": "\(KafkaError(code: fatal.rawValue).name)"])
+                } else {
+                    logger.warning("Kafka client error", metadata: ["error": "\(text)",
+                                                                    "code": "\(KafkaError(code: code.rawValue).name)"])
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    private func report(for message: rd_kafka_message_t) -> DeliveryReport {
+        let token = UInt(bitPattern: message._private)
+        var error: KafkaError?
+        var payload: [UInt8]?
+        if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            // The payload of a delivery report is the message itself, so the text comes from the code.
+            error = KafkaError(code: message.err.rawValue)
+            if let bytes = message.payload { payload = Array(UnsafeRawBufferPointer(start: bytes, count: message.len)) }
+        }
+        var key: [UInt8]?
+        if let keyPointer = message.key, message.key_len > 0 {
+            key = Array(UnsafeRawBufferPointer(start: keyPointer, count: message.key_len))
+        }
+        let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        return DeliveryReport(token: token, error: error, topic: topic, partition: message.partition,
+                              offset: message.offset, key: key, size: message.len, payload: payload)
+    }
+}

@@ -1,0 +1,49 @@
+import SluiceCore
+
+/// Turns a sink's `destination` into librdkafka properties.
+public enum KafkaSettings {
+    /// Properties for a producer that keeps every message, in order per partition, until the broker
+    /// acknowledged it: idempotent, `acks=all`, no delivery timeout (Sluice decides when to give up),
+    /// Java-compatible partitioning.
+    public static func producerProperties(for destination: KafkaDestination, clientID: String) -> [(String, String)] {
+        var properties: [(String, String)] = [
+            ("bootstrap.servers", destination.hosts.map(\.description).joined(separator: ",")),
+            ("client.id", clientID),
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("partitioner", "murmur2_random"),
+            ("message.timeout.ms", "0"),
+            ("compression.type", destination.compression.rawValue),
+            ("batch.num.messages", String(destination.batchSize)),
+            ("linger.ms", "5"),
+            ("queue.buffering.max.messages", String(max(100_000, destination.maxAckPending * 2))),
+            ("socket.keepalive.enable", "true"),
+        ]
+        properties += securityProperties(for: destination)
+        return properties
+    }
+
+    /// security.protocol and SASL/TLS properties; shared by the producer and `sluice check`.
+    public static func securityProperties(for destination: KafkaDestination) -> [(String, String)] {
+        var properties: [(String, String)] = []
+        let sasl = destination.saslMechanism != nil
+        switch (sasl, destination.tls) {
+        case (false, false): properties.append(("security.protocol", "plaintext"))
+        case (false, true): properties.append(("security.protocol", "ssl"))
+        case (true, false): properties.append(("security.protocol", "sasl_plaintext"))
+        case (true, true): properties.append(("security.protocol", "sasl_ssl"))
+        }
+        if destination.tls {
+            // `tls: true` means encrypted without certificate verification, as Sequin does.
+            properties.append(("enable.ssl.certificate.verification", "false"))
+        }
+        if let mechanism = destination.saslMechanism, let username = destination.username, let password = destination.password {
+            properties += [("sasl.mechanisms", mechanism.librdkafkaName), ("sasl.username", username),
+                           ("sasl.password", password)]
+        }
+        return properties
+    }
+
+    /// Property names whose values must never be logged.
+    public static let secretProperties: Set<String> = ["sasl.password", "ssl.key.password", "ssl.key.pem"]
+}

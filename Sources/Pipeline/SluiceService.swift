@@ -1,0 +1,59 @@
+import Foundation
+import KafkaSink
+import Logging
+import PostgresSource
+import ServiceLifecycle
+import SluiceCore
+
+/// The streaming job as a swift-service-lifecycle service: replication runs on its own thread;
+/// graceful shutdown (SIGTERM/SIGINT) stops reading, flushes Kafka and sends the last checkpoint.
+public struct SluiceService: Service {
+    let config: SluiceConfig
+    let logger: Logger
+
+    public init(config: SluiceConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let setup = try Self.prepareDatabase(config: config.database, logger: logger)
+        let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, startLSN: setup.confirmed, logger: logger)
+        for (name, producer) in pipeline.producers {
+            do {
+                try producer.checkConnection(timeout: 10)
+            } catch {
+                logger.warning("Kafka brokers do not answer yet; messages wait until they do",
+                               metadata: ["sink": "\(name)", "error": "\(error)"])
+            }
+        }
+        let source = ReplicationSource(settings: .init(database: config.database), logger: logger)
+        try await withGracefulShutdownHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let thread = Thread {
+                    source.run(consumer: pipeline)
+                    done.resume()
+                }
+                thread.name = "sluice-replication"
+                thread.start()
+            }
+        } onGracefulShutdown: {
+            logger.info("shutting down: stopping reads, flushing Kafka")
+            source.requestStop()
+        }
+        _ = pipeline // keep producers alive until the source has drained them
+    }
+
+    /// Creates the publication and slot if allowed and returns where the slot stands.
+    static func prepareDatabase(config: DatabaseConfig, logger: Logger) throws -> (databaseName: String, confirmed: LSN) {
+        let connection = try PostgresConnection(parameters: config.connectionParameters, applicationName: "sluice-setup")
+        let setup = ReplicationSetup(connection: connection, config: config)
+        let outcome = try setup.ensure()
+        if outcome.createdPublication { logger.info("created publication", metadata: ["publication": "\(config.publicationName)"]) }
+        if !outcome.addedTables.isEmpty {
+            logger.info("added tables to publication", metadata: ["tables": "\(outcome.addedTables.map(\.description))"])
+        }
+        if outcome.createdSlot { logger.info("created replication slot", metadata: ["slot": "\(config.slotName)"]) }
+        return (outcome.databaseName, try setup.confirmedFlushLSN() ?? .zero)
+    }
+}

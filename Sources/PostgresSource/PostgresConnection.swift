@@ -1,0 +1,122 @@
+import CLibPQ
+import Foundation
+import SluiceCore
+
+/// Why talking to PostgreSQL failed, with the server's words and SQLSTATE when it gave them.
+public struct PostgresError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable { case connection, query, replication }
+    public var kind: Kind
+    public var message: String
+    public var sqlState: String?
+
+    public init(_ kind: Kind, _ message: String, sqlState: String? = nil) {
+        self.kind = kind
+        self.message = message
+        self.sqlState = sqlState
+    }
+
+    public var description: String { message }
+}
+
+/// Rows of a query result as text (nil = NULL).
+public struct QueryResult: Sendable {
+    public var columns: [String]
+    public var rows: [[String?]]
+
+    /// The first row's value in `column`, if any.
+    public func value(_ column: String, row: Int = 0) -> String? {
+        guard row < rows.count, let index = columns.firstIndex(of: column) else { return nil }
+        return rows[row][index]
+    }
+}
+
+/// One libpq connection. Not thread-safe: each thread that talks to PostgreSQL owns its own.
+public final class PostgresConnection {
+    let handle: OpaquePointer
+
+    /// Settings every Sluice session uses so that values arrive in the text forms the converter reads.
+    static let sessionOptions = "-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex"
+
+    /// Connects with the user's parameters (a URL first, as `dbname`, is expanded by libpq) plus
+    /// Sluice's session settings; `replication` opens a walsender connection (`replication=database`).
+    public init(parameters: [(String, String)], replication: Bool = false, applicationName: String = "sluice") throws(PostgresError) {
+        var pairs = parameters
+        pairs.append(("options", Self.sessionOptions))
+        pairs.append(("client_encoding", "UTF8"))
+        pairs.append(("application_name", applicationName))
+        if !parameters.contains(where: { $0.0 == "connect_timeout" }) { pairs.append(("connect_timeout", "10")) }
+        if replication { pairs.append(("replication", "database")) }
+
+        let keys = pairs.map { strdup($0.0) }
+        let values = pairs.map { strdup($0.1) }
+        defer {
+            keys.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        var keyPointers: [UnsafePointer<CChar>?] = keys.map { UnsafePointer($0) } + [nil]
+        var valuePointers: [UnsafePointer<CChar>?] = values.map { UnsafePointer($0) } + [nil]
+        guard let connection = PQconnectdbParams(&keyPointers, &valuePointers, 1) else {
+            throw PostgresError(.connection, "could not allocate a PostgreSQL connection")
+        }
+        guard PQstatus(connection) == CONNECTION_OK else {
+            let message = Self.trimmed(String(cString: PQerrorMessage(connection)))
+            PQfinish(connection)
+            throw PostgresError(.connection, "cannot connect to PostgreSQL: \(message)")
+        }
+        handle = connection
+    }
+
+    deinit { PQfinish(handle) }
+
+    /// The server's last error text for this connection.
+    var lastError: String { Self.trimmed(String(cString: PQerrorMessage(handle))) }
+
+    /// Runs a statement with text parameters ($1, $2, …) through the extended protocol.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> QueryResult {
+        let copies = parameters.map { $0.map { strdup($0) } ?? nil }
+        defer { copies.forEach { free($0) } }
+        let pointers: [UnsafePointer<CChar>?] = copies.map { $0.map { UnsafePointer($0) } }
+        let result = pointers.withUnsafeBufferPointer { buffer in
+            PQexecParams(handle, sql, Int32(parameters.count), nil, buffer.baseAddress, nil, nil, 0)
+        }
+        return try collect(result, sql: sql)
+    }
+
+    /// Runs a command through the simple protocol: replication commands such as IDENTIFY_SYSTEM need it.
+    @discardableResult
+    public func simpleQuery(_ sql: String) throws(PostgresError) -> QueryResult {
+        try collect(PQexec(handle, sql), sql: sql)
+    }
+
+    private func collect(_ result: OpaquePointer?, sql: String) throws(PostgresError) -> QueryResult {
+        guard let result else { throw PostgresError(.query, lastError) }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
+            let message = Self.trimmed(String(cString: PQresultErrorMessage(result)))
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            throw PostgresError(.query, message.isEmpty ? lastError : message, sqlState: state)
+        }
+        let columnCount = PQnfields(result)
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, $0)) }
+        var rows: [[String?]] = []
+        for row in 0..<PQntuples(result) {
+            rows.append((0..<columnCount).map { column in
+                PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column))
+            })
+        }
+        return QueryResult(columns: columns, rows: rows)
+    }
+
+    /// `name` quoted as an SQL identifier.
+    public static func quoteIdentifier(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    static func trimmed(_ text: String) -> String {
+        var text = Substring(text)
+        while let last = text.last, last.isWhitespace { text.removeLast() }
+        return String(text)
+    }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import SluiceCore
+import Synchronization
+
+/// Receives decoded changes from `ReplicationSource`, on the source's own thread.
+public protocol ChangeConsumer: AnyObject {
+    func transactionBegan(_ transaction: TransactionInfo)
+    func received(_ change: Change)
+    func transactionCommitted(_ transaction: TransactionInfo, endLSN: LSN)
+    /// Nothing is open in the stream and every transaction before `lsn` has been received.
+    func caughtUp(to lsn: LSN)
+    /// The connection dropped; a transaction that was open will be sent again from its start.
+    func streamInterrupted()
+    /// Blocks up to `timeout` seconds for room to take more changes; false while still full.
+    func waitForCapacity(timeout: Double) -> Bool
+    /// Waits up to `timeout` seconds for everything handed over to be acknowledged.
+    func drain(timeout: Double)
+    /// The position below which everything is acknowledged: the flush LSN to report.
+    var confirmedLSN: LSN { get }
+}
+
+/// Reads a logical replication slot through libpq on a dedicated thread (never the cooperative
+/// pool), decodes pgoutput, hands changes to a consumer, reports the consumer's confirmed LSN
+/// back to the server and reconnects with backoff when the connection drops.
+public final class ReplicationSource: Sendable {
+    public struct Settings: Sendable {
+        public var database: DatabaseConfig
+        /// Seconds between standby status updates when nothing changes (the server wants < wal_sender_timeout).
+        public var statusInterval: Double = 10
+        public var maxReconnectDelay: Double = 30
+
+        public init(database: DatabaseConfig) { self.database = database }
+    }
+
+    let settings: Settings
+    let logger: Logger
+    private let stopRequested = Atomic<Bool>(false)
+
+    public init(settings: Settings, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
+    var isStopping: Bool { stopRequested.load(ordering: .relaxed) }
+
+    /// Runs until `requestStop()`; then drains the consumer and sends a last status update.
+    public func run(consumer: ChangeConsumer) {
+        var delay = 0.5
+        while !isStopping {
+            var session: Session?
+            do {
+                session = try Session(settings: settings, logger: logger)
+                delay = 0.5
+                try session!.stream(into: consumer, source: self)
+            } catch {
+                logger.warning("replication interrupted; reconnecting", metadata: ["error": "\(error)", "retry_in_s": "\(delay)"])
+            }
+            if isStopping, let session {
+                consumer.drain(timeout: 30)
+                session.finish(confirmed: consumer.confirmedLSN)
+                return
+            }
+            consumer.streamInterrupted()
+            sleep(seconds: delay)
+            delay = min(delay * 2, settings.maxReconnectDelay)
+        }
+        consumer.drain(timeout: 30)
+    }
+
+    private func sleep(seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !isStopping, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+    }
+
+    /// One connected stream: the walsender connection, a catalog connection and the relation cache.
+    final class Session {
+        let stream: ReplicationStream
+        let admin: PostgresConnection
+        let catalog: RelationCatalog
+        let settings: Settings
+        let logger: Logger
+        var relations: [UInt32: Relation] = [:]
+        var received = LSN.zero
+        var reported = LSN.zero
+        var lastStatus = Date.distantPast
+        var lastHeartbeat = Date()
+
+        init(settings: Settings, logger: Logger) throws(PostgresError) {
+            self.settings = settings
+            self.logger = logger
+            admin = try PostgresConnection(parameters: settings.database.connectionParameters, applicationName: "sluice-catalog")
+            catalog = RelationCatalog(connection: admin)
+            stream = try ReplicationStream(parameters: settings.database.connectionParameters)
+            let identity = try stream.identifySystem()
+            try stream.start(slot: settings.database.slotName, publication: settings.database.publicationName)
+            logger.info("streaming", metadata: ["slot": "\(settings.database.slotName)",
+                                                "publication": "\(settings.database.publicationName)",
+                                                "database": "\(identity.databaseName)",
+                                                "server_wal": "\(identity.walPosition)"])
+        }
+
+        func stream(into consumer: ChangeConsumer, source: ReplicationSource) throws(PostgresError) {
+            var transaction: TransactionInfo?
+            var commitIndex = 0
+            while !source.isStopping {
+                if !consumer.waitForCapacity(timeout: 0.5) {
+                    try reportIfDue(consumer.confirmedLSN)
+                    continue
+                }
+                let event = try stream.next(timeout: 0.5)
+                switch event {
+                case .keepalive(let walEnd, let replyRequested):
+                    received = max(received, walEnd)
+                    if transaction == nil { consumer.caughtUp(to: walEnd) }
+                    if replyRequested { try sendStatus(consumer.confirmedLSN, replyRequested: false) }
+                case .xlogData(let walStart, let walEnd, let payload):
+                    received = max(received, walEnd, walStart)
+                    let message: PgOutputMessage
+                    do { message = try PgOutputDecoder.decode(payload) } catch {
+                        throw PostgresError(.replication, "could not decode a message at \(walStart): \(error)")
+                    }
+                    switch message {
+                    case .begin(let info):
+                        transaction = info
+                        commitIndex = 0
+                        consumer.transactionBegan(info)
+                    case .commit(_, let endLSN, _):
+                        if let current = transaction { consumer.transactionCommitted(current, endLSN: endLSN) }
+                        transaction = nil
+                    case .relation(let description):
+                        relations[description.id] = try catalog.relation(from: description)
+                    case .insert(let id, let new):
+                        try deliver(.insert, id, new: new, old: nil, transaction, &commitIndex, consumer)
+                    case .update(let id, let old, _, let new):
+                        try deliver(.update, id, new: new, old: old, transaction, &commitIndex, consumer)
+                    case .delete(let id, let old, _):
+                        try deliver(.delete, id, new: nil, old: old, transaction, &commitIndex, consumer)
+                    case .message(let transactional, let lsn, _, _):
+                        if !transactional, transaction == nil { consumer.caughtUp(to: max(lsn, walStart)) }
+                    case .type, .origin, .truncate:
+                        break
+                    }
+                case nil:
+                    break
+                }
+                try reportIfDue(consumer.confirmedLSN)
+                try heartbeatIfDue()
+            }
+        }
+
+        private func deliver(_ action: Action, _ relationID: UInt32, new: Tuple?, old: Tuple?,
+                             _ transaction: TransactionInfo?, _ commitIndex: inout Int,
+                             _ consumer: ChangeConsumer) throws(PostgresError) {
+            guard let relation = relations[relationID] else {
+                throw PostgresError(.replication, "a change arrived for relation \(relationID) before its Relation message")
+            }
+            guard let transaction else {
+                throw PostgresError(.replication, "a change arrived outside a transaction")
+            }
+            consumer.received(Change(action: action, relation: relation, new: new, old: old, transaction: transaction,
+                                      commitIndex: commitIndex))
+            commitIndex += 1
+        }
+
+        private func reportIfDue(_ confirmed: LSN) throws(PostgresError) {
+            let elapsed = Date().timeIntervalSince(lastStatus)
+            if elapsed >= settings.statusInterval || (confirmed > reported && elapsed >= 1) {
+                try sendStatus(confirmed, replyRequested: false)
+            }
+        }
+
+        private func sendStatus(_ confirmed: LSN, replyRequested: Bool) throws(PostgresError) {
+            let flushed = max(confirmed, reported)
+            try stream.sendStatus(received: max(received, flushed), flushed: flushed, replyRequested: replyRequested)
+            reported = flushed
+            lastStatus = Date()
+        }
+
+        private func heartbeatIfDue() throws(PostgresError) {
+            let interval = settings.database.heartbeatInterval
+            guard interval > 0, Date().timeIntervalSince(lastHeartbeat) >= interval else { return }
+            lastHeartbeat = Date()
+            do {
+                try ReplicationSetup(connection: admin, config: settings.database).emitHeartbeat()
+            } catch {
+                logger.warning("could not write a heartbeat message", metadata: ["error": "\(error)"])
+            }
+        }
+
+        /// Sends the final status update; errors are logged, the slot keeps its last position.
+        func finish(confirmed: LSN) {
+            do {
+                try sendStatus(confirmed, replyRequested: false)
+                logger.info("stopped", metadata: ["confirmed_flush_lsn": "\(reported)"])
+            } catch {
+                logger.warning("could not send the final status update", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import CLibPQ
+import Foundation
+import SluiceCore
+
+/// What the walsender sends inside the COPY BOTH stream.
+public enum ReplicationEvent: Sendable {
+    /// A pgoutput message and the WAL positions around it.
+    case xlogData(walStart: LSN, walEnd: LSN, payload: [UInt8])
+    /// The server's end of WAL; `replyRequested` asks for a status update now.
+    case keepalive(walEnd: LSN, replyRequested: Bool)
+}
+
+/// The logical replication protocol over one libpq walsender connection: IDENTIFY_SYSTEM,
+/// START_REPLICATION, reading XLogData and keepalives, sending standby status updates.
+public final class ReplicationStream {
+    public struct SystemIdentity: Sendable {
+        public var systemID: String
+        public var timeline: Int
+        public var walPosition: LSN
+        public var databaseName: String
+    }
+
+    let connection: PostgresConnection
+
+    public init(parameters: [(String, String)]) throws(PostgresError) {
+        connection = try PostgresConnection(parameters: parameters, replication: true, applicationName: "sluice")
+    }
+
+    public func identifySystem() throws(PostgresError) -> SystemIdentity {
+        let result = try connection.simpleQuery("IDENTIFY_SYSTEM")
+        return SystemIdentity(
+            systemID: result.value("systemid") ?? "",
+            timeline: Int(result.value("timeline") ?? "") ?? 0,
+            walPosition: result.value("xlogpos").flatMap { LSN($0) } ?? .zero,
+            databaseName: result.value("dbname") ?? ""
+        )
+    }
+
+    /// Starts streaming from the slot; `from: .zero` means "where the slot's confirmed flush LSN is".
+    public func start(slot: String, publication: String, from lsn: LSN = .zero) throws(PostgresError) {
+        let publicationList = PostgresConnection.quoteIdentifier(publication).replacingOccurrences(of: "'", with: "''")
+        let command = "START_REPLICATION SLOT \(PostgresConnection.quoteIdentifier(slot)) LOGICAL \(lsn) "
+            + "(proto_version '1', publication_names '\(publicationList)', messages 'true')"
+        guard let result = PQexec(connection.handle, command) else {
+            throw PostgresError(.replication, connection.lastError)
+        }
+        defer { PQclear(result) }
+        guard PQresultStatus(result) == PGRES_COPY_BOTH else {
+            let message = PostgresConnection.trimmed(String(cString: PQresultErrorMessage(result)))
+            throw PostgresError(.replication, "START_REPLICATION failed: \(message)")
+        }
+    }
+
+    /// Waits up to `timeout` seconds for the next event; nil when none arrived in time.
+    public func next(timeout: Double) throws(PostgresError) -> ReplicationEvent? {
+        if let event = try readBuffered() { return event }
+        let socket = PQsocket(connection.handle)
+        guard socket >= 0 else { throw PostgresError(.replication, "the replication connection has no socket") }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, Int32(max(0, timeout * 1000)))
+        if ready < 0, errno != EINTR { throw PostgresError(.replication, "poll failed: \(String(cString: strerror(errno)))") }
+        guard ready > 0 else { return nil }
+        guard PQconsumeInput(connection.handle) == 1 else {
+            throw PostgresError(.replication, "replication connection lost: \(connection.lastError)")
+        }
+        return try readBuffered()
+    }
+
+    private func readBuffered() throws(PostgresError) -> ReplicationEvent? {
+        var buffer: UnsafeMutablePointer<CChar>?
+        let length = PQgetCopyData(connection.handle, &buffer, 1)
+        if length == 0 { return nil }
+        if length == -1 {
+            throw PostgresError(.replication, "the server ended the replication stream: \(finalError())")
+        }
+        if length < 0 { throw PostgresError(.replication, "replication connection lost: \(connection.lastError)") }
+        guard let buffer else { return nil }
+        defer { PQfreemem(buffer) }
+        let raw = UnsafeRawBufferPointer(start: buffer, count: Int(length))
+        switch raw.first {
+        case UInt8(ascii: "w"):
+            guard raw.count >= 25 else { throw PostgresError(.replication, "XLogData message too short") }
+            return .xlogData(walStart: LSN(Self.readUInt64(raw, at: 1)), walEnd: LSN(Self.readUInt64(raw, at: 9)),
+                             payload: Array(raw[25...]))
+        case UInt8(ascii: "k"):
+            guard raw.count >= 18 else { throw PostgresError(.replication, "keepalive message too short") }
+            return .keepalive(walEnd: LSN(Self.readUInt64(raw, at: 1)), replyRequested: raw[17] != 0)
+        default:
+            throw PostgresError(.replication, "unexpected replication message kind \(raw.first ?? 0)")
+        }
+    }
+
+    private func finalError() -> String {
+        var messages: [String] = []
+        while let result = PQgetResult(connection.handle) {
+            let text = PostgresConnection.trimmed(String(cString: PQresultErrorMessage(result)))
+            if !text.isEmpty { messages.append(text) }
+            PQclear(result)
+        }
+        return messages.isEmpty ? connection.lastError : messages.joined(separator: "; ")
+    }
+
+    /// Standby status update ('r'): received, flushed and applied positions, and the clock.
+    public func sendStatus(received: LSN, flushed: LSN, replyRequested: Bool = false) throws(PostgresError) {
+        var message = [UInt8](repeating: 0, count: 34)
+        message[0] = UInt8(ascii: "r")
+        Self.writeUInt64(received.rawValue, into: &message, at: 1)
+        Self.writeUInt64(flushed.rawValue, into: &message, at: 9)
+        Self.writeUInt64(flushed.rawValue, into: &message, at: 17)
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000) - PostgresTime.unixEpochOffset * 1_000_000
+        Self.writeUInt64(UInt64(bitPattern: now), into: &message, at: 25)
+        message[33] = replyRequested ? 1 : 0
+        let sent = message.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { PQputCopyData(connection.handle, $0.baseAddress, Int32($0.count)) }
+        }
+        guard sent == 1, PQflush(connection.handle) == 0 else {
+            throw PostgresError(.replication, "could not send a status update: \(connection.lastError)")
+        }
+    }
+
+    static func readUInt64(_ raw: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for index in offset..<(offset + 8) { value = value << 8 | UInt64(raw[index]) }
+        return value
+    }
+
+    static func writeUInt64(_ value: UInt64, into bytes: inout [UInt8], at offset: Int) {
+        for index in 0..<8 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (56 - 8 * index)) }
+    }
+}

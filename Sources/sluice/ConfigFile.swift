@@ -1,0 +1,54 @@
+import Foundation
+import SluiceCore
+import Yams
+
+/// Reads `sluice.yml`: YAML → `ConfigNode` → validated `SluiceConfig`.
+enum ConfigFile {
+    enum LoadError: Error, CustomStringConvertible {
+        case unreadable(path: String, reason: String)
+        case invalidYAML(path: String, reason: String)
+        case invalid(ConfigErrors)
+
+        var description: String {
+            switch self {
+            case .unreadable(let path, let reason): "\(path): cannot read the configuration file: \(reason)"
+            case .invalidYAML(let path, let reason): "\(path): not valid YAML: \(reason)"
+            case .invalid(let errors): errors.description
+            }
+        }
+    }
+
+    static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(LoadError) -> SluiceConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw .unreadable(path: path, reason: (error as NSError).localizedDescription)
+        }
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw .invalidYAML(path: path, reason: "\(error)".replacingOccurrences(of: "\n", with: " "))
+        }
+        let root = node.map(convert) ?? .mapping([])
+        switch ConfigReader.read(root, environment: environment) {
+        case .success(let config): return config
+        case .failure(let errors): throw .invalid(errors)
+        }
+    }
+
+    static func convert(_ node: Node) -> ConfigNode {
+        switch node {
+        case .scalar(let scalar):
+            if scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) { return .null }
+            return .scalar(scalar.string)
+        case .sequence(let sequence):
+            return .sequence(sequence.map(convert))
+        case .mapping(let mapping):
+            return .mapping(mapping.map { pair in (pair.key.string ?? "\(pair.key)", convert(pair.value)) })
+        case .alias:
+            return .null
+        }
+    }
+}

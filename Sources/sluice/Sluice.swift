@@ -1,0 +1,127 @@
+import ArgumentParser
+import Foundation
+import KafkaSink
+import Logging
+import Pipeline
+import PostgresSource
+import ServiceLifecycle
+import SluiceCore
+
+@main
+struct Sluice: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "Streams every row change of a PostgreSQL database into Kafka.",
+        subcommands: [Run.self, Check.self]
+    )
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The configuration file.")
+    var config: String = "sluice.yml"
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func bootstrapLogging() {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+
+    /// Loads the configuration, or prints every problem (one per line) and exits 2.
+    func loadConfig() throws -> SluiceConfig {
+        do {
+            return try ConfigFile.load(path: config)
+        } catch {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stream changes until SIGTERM or SIGINT.")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() async throws {
+        options.bootstrapLogging()
+        let config = try options.loadConfig()
+        let logger = Logger(label: "sluice")
+        if config.console != nil {
+            logger.notice("console: not served by this version yet; the setting is accepted and ignored")
+        }
+        let service = SluiceService(config: config, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("sluice stopped", metadata: ["error": "\(Self.unwrap(error))"])
+            throw ExitCode(1)
+        }
+    }
+
+    /// ServiceGroup wraps a service's error; show the service's own words.
+    static func unwrap(_ error: Error) -> String {
+        if let error = error as? PostgresError { return error.description }
+        if let error = error as? KafkaError { return error.description }
+        return "\(error)"
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the configuration and connect to PostgreSQL and every Kafka sink.")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() async throws {
+        options.bootstrapLogging()
+        let config = try options.loadConfig()
+        var problems: [String] = []
+        var report: [String] = []
+
+        do {
+            let connection = try PostgresConnection(parameters: config.database.connectionParameters, applicationName: "sluice-check")
+            let setup = ReplicationSetup(connection: connection, config: config.database)
+            problems += try setup.problems().map(\.description)
+            let stream = try ReplicationStream(parameters: config.database.connectionParameters)
+            let identity = try stream.identifySystem()
+            report.append("database: connected to \(identity.databaseName), replication allowed, server WAL at \(identity.walPosition)")
+        } catch {
+            problems.append("database: \(error)")
+        }
+
+        var silent = Logger(label: "sluice-check")
+        silent.logLevel = .critical
+        for (index, sink) in config.sinks.enumerated() {
+            let hosts = sink.destination.hosts.map(\.description).joined(separator: ",")
+            do {
+                let properties = KafkaSettings.securityProperties(for: sink.destination)
+                    + [("bootstrap.servers", hosts), ("client.id", "sluice-check")]
+                let producer = try KafkaProducer(properties: properties, logger: silent) { _ in }
+                try producer.checkConnection(timeout: 10)
+                report.append("sinks[\(index)] \(sink.name): Kafka at \(hosts) answered")
+            } catch {
+                problems.append("sinks[\(index)].destination.hosts: cannot reach Kafka at \(hosts) — \(error)")
+            }
+        }
+
+        for line in report { print("ok: \(line)") }
+        guard problems.isEmpty else {
+            FileHandle.standardError.write(Data(problems.map { $0 + "\n" }.joined().utf8))
+            throw ExitCode(1)
+        }
+        print("configuration is valid")
+    }
+}
