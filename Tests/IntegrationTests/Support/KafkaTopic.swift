@@ -1,0 +1,45 @@
+import Foundation
+
+/// One message as a consumer (kcat) sees it.
+struct ConsumedMessage {
+    var partition: Int
+    var offset: Int
+    var key: String?
+    /// The raw JSON text, to check exact number digits and field order.
+    var payload: String
+    var json: [String: Any]
+
+    var record: [String: Any] { json["record"] as? [String: Any] ?? [:] }
+    var metadata: [String: Any] { json["metadata"] as? [String: Any] ?? [:] }
+    var action: String? { json["action"] as? String }
+}
+
+/// Reads a topic from the beginning with kcat, a consumer independent of Sluice's producer.
+struct KafkaTopic {
+    let hosts: String
+    let name: String
+
+    /// Every message currently in the topic (empty while the topic does not exist yet).
+    func messages() throws -> [ConsumedMessage] {
+        let result = try runCommand("/usr/bin/kcat", ["-C", "-b", hosts, "-t", name, "-o", "beginning", "-e", "-J", "-q",
+                                                      "-X", "topic.metadata.refresh.interval.ms=1000"])
+        guard result.status == 0 else { return [] }
+        return try result.stdout.split(separator: "\n").map { line in
+            let envelope = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let payload = envelope["payload"] as? String ?? ""
+            let json = (try? JSONSerialization.jsonObject(with: Data(payload.utf8))) as? [String: Any] ?? [:]
+            return ConsumedMessage(partition: envelope["partition"] as? Int ?? -1, offset: envelope["offset"] as? Int ?? -1,
+                                   key: envelope["key"] as? String, payload: payload, json: json)
+        }.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) }
+    }
+
+    /// Waits until at least `count` messages are in the topic; returns all of them.
+    func waitForMessages(_ count: Int, timeout: Double = 60) throws -> [ConsumedMessage] {
+        var last: [ConsumedMessage] = []
+        _ = try eventually(timeout: timeout, every: 0.5) {
+            last = try messages()
+            return last.count >= count
+        }
+        return last
+    }
+}
