@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
         // MARK: - System libraries (C stays inside the one module that imports each)
@@ -43,17 +45,22 @@ let package = Package(
             ]
         ),
         .target(
+            name: "Ledger",
+            dependencies: ["SluiceCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .target(
             name: "Pipeline",
             dependencies: [
-                "SluiceCore", "PostgresSource", "KafkaSink",
+                "SluiceCore", "PostgresSource", "KafkaSink", "Ledger",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceCore", "PostgresSource", "KafkaSink", "Pipeline",
+                "SluiceCore", "PostgresSource", "KafkaSink", "Ledger", "Pipeline",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -63,7 +70,9 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "SluiceCore"]),
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource", "SluiceCore"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["SluiceCore", "PostgresSource"]

@@ -17,6 +17,18 @@ public struct DeliveryReport: Sendable {
     public var size: Int
     /// The message itself, kept only for failed deliveries (to explain them).
     public var payload: [UInt8]?
+
+    public init(token: UInt, error: KafkaError?, topic: String, partition: Int32, offset: Int64, key: [UInt8]?, size: Int,
+                payload: [UInt8]? = nil) {
+        self.token = token
+        self.error = error
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.size = size
+        self.payload = payload
+    }
 }
 
 /// A librdkafka producer. Delivery reports arrive through librdkafka's event queue, polled on a
@@ -42,12 +54,12 @@ public final class KafkaProducer: @unchecked Sendable {
             if rd_kafka_conf_set(conf, name, value, &errorText, errorText.count) != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)
                 let shown = KafkaSettings.secretProperties.contains(name) ? "(hidden)" : value
-                throw KafkaError(configuration: "librdkafka refused \(name)=\(shown): \(String(cString: errorText))")
+                throw KafkaError(configuration: "librdkafka refused \(name)=\(shown): \(Self.text(errorText))")
             }
         }
         rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR))
         guard let producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errorText, errorText.count) else {
-            throw KafkaError(configuration: "could not create the Kafka producer: \(String(cString: errorText))")
+            throw KafkaError(configuration: "could not create the Kafka producer: \(Self.text(errorText))")
         }
         handle = producer
         queue = rd_kafka_queue_get_main(producer)
@@ -119,6 +131,11 @@ public final class KafkaProducer: @unchecked Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(code: err.rawValue) }
     }
 
+    /// A NUL-terminated C buffer as a String.
+    static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     // MARK: - Event queue
 
     private func pollEvents() {
@@ -140,7 +157,7 @@ public final class KafkaProducer: @unchecked Sendable {
                 if rd_kafka_event_error_is_fatal(event) != 0 {
                     var fatalText = [CChar](repeating: 0, count: 512)
                     let fatal = rd_kafka_fatal_error(handle, &fatalText, fatalText.count)
-                    logger.critical("Kafka producer failed", metadata: ["error": "\(String(cString: fatalText))",
+                    logger.critical("Kafka producer failed", metadata: ["error": "\(Self.text(fatalText))",
                                                                         "code": "\(KafkaError(code: fatal.rawValue).name)"])
                 } else {
                     logger.warning("Kafka client error", metadata: ["error": "\(text)",

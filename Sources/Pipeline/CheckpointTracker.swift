@@ -51,9 +51,9 @@ public struct CheckpointTracker: Sendable {
 
     /// One message of the transaction `token` names is acknowledged (or durably settled).
     public mutating func acknowledge(_ token: UInt) {
-        guard token >= headSequence else { return }
+        guard token >= headSequence, token - headSequence < UInt(entries.count - head) else { return }
         let index = head + Int(token - headSequence)
-        guard index < entries.count, entries[index].remaining > 0 else { return }
+        guard entries[index].remaining > 0 else { return }
         entries[index].remaining -= 1
         outstanding -= 1
         if index == head { advance() }

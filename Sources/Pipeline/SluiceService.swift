@@ -1,5 +1,6 @@
 import Foundation
 import KafkaSink
+import Ledger
 import Logging
 import PostgresSource
 import ServiceLifecycle
@@ -18,7 +19,9 @@ public struct SluiceService: Service {
 
     public func run() async throws {
         let setup = try Self.prepareDatabase(config: config.database, logger: logger)
-        let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, startLSN: setup.confirmed, logger: logger)
+        let ledger = try DeliveryLedger(path: config.statePath)
+        let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, startLSN: setup.confirmed, ledger: ledger,
+                                    logger: logger)
         for (name, producer) in pipeline.producers {
             do {
                 try producer.checkConnection(timeout: 10)
@@ -28,7 +31,7 @@ public struct SluiceService: Service {
             }
         }
         let source = ReplicationSource(settings: .init(database: config.database), logger: logger)
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 let thread = Thread {
                     source.run(consumer: pipeline)

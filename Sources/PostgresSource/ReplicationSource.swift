@@ -86,6 +86,9 @@ public final class ReplicationSource: Sendable {
         var reported = LSN.zero
         var lastStatus = Date.distantPast
         var lastHeartbeat = Date()
+        /// When the reported position last moved, to warn about a slot that holds WAL back.
+        var lastAdvance = Date()
+        var lastStallWarning = Date.distantPast
 
         init(settings: Settings, logger: Logger) throws(PostgresError) {
             self.settings = settings
@@ -165,10 +168,21 @@ public final class ReplicationSource: Sendable {
         }
 
         private func reportIfDue(_ confirmed: LSN) throws(PostgresError) {
+            warnIfStalled(confirmed)
             let elapsed = Date().timeIntervalSince(lastStatus)
             if elapsed >= settings.statusInterval || (confirmed > reported && elapsed >= 1) {
                 try sendStatus(confirmed, replyRequested: false)
             }
+        }
+
+        /// The slot has not moved for 5 minutes although the server has newer WAL: say so, every 5 minutes.
+        private func warnIfStalled(_ confirmed: LSN) {
+            let now = Date()
+            if confirmed > reported || received <= reported { lastAdvance = now; return }
+            guard now.timeIntervalSince(lastAdvance) >= 300, now.timeIntervalSince(lastStallWarning) >= 300 else { return }
+            lastStallWarning = now
+            logger.warning("the replication slot has not advanced for 5 minutes; WAL is being retained", metadata: [
+                "slot": "\(settings.database.slotName)", "confirmed_flush_lsn": "\(reported)", "server_wal": "\(received)"])
         }
 
         private func sendStatus(_ confirmed: LSN, replyRequested: Bool) throws(PostgresError) {

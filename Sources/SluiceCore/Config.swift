@@ -64,16 +64,23 @@ public struct SinkConfig: Sendable {
     public var tables: [TableName]
     public var actions: Set<Action>
     public var messageGrouping: Bool
+    /// Per table, the columns whose values form the message group instead of the primary key.
+    public var groupColumns: [TableName: [String]]
     public var maxMemoryMB: Int
+    /// Seconds a message may wait for Kafka's acknowledgement before its group is parked.
+    public var parkAfter: Double
     public var destination: KafkaDestination
 
     public init(name: String, tables: [TableName] = [], actions: Set<Action> = [.insert, .update, .delete, .read],
-                messageGrouping: Bool = true, maxMemoryMB: Int = 128, destination: KafkaDestination) {
+                messageGrouping: Bool = true, groupColumns: [TableName: [String]] = [:], maxMemoryMB: Int = 128,
+                parkAfter: Double = 120, destination: KafkaDestination) {
         self.name = name
         self.tables = tables
         self.actions = actions
         self.messageGrouping = messageGrouping
+        self.groupColumns = groupColumns
         self.maxMemoryMB = maxMemoryMB
+        self.parkAfter = parkAfter
         self.destination = destination
     }
 

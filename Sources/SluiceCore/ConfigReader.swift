@@ -122,8 +122,8 @@ public struct ConfigReader {
     }
 
     mutating func readSink(_ node: ConfigNode, at path: String) -> SinkConfig? {
-        let allowed = ["name", "tables", "actions", "message_grouping", "max_memory_mb", "destination",
-                       "filter", "transform", "routing", "initial_backfill"]
+        let allowed = ["name", "tables", "actions", "message_grouping", "group_columns", "max_memory_mb", "park_after",
+                       "destination", "filter", "transform", "routing", "initial_backfill"]
         guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
         for later in ["filter", "transform", "routing", "initial_backfill"] where fields[later] != nil {
             errors.append(ConfigError("\(path).\(later)", "is not supported by this version of Sluice yet — remove it"))
@@ -143,13 +143,36 @@ public struct ConfigReader {
         }
         let grouping = fields["message_grouping"].flatMap { bool($0, at: "\(path).message_grouping") } ?? true
         let memory = fields["max_memory_mb"].flatMap { integer($0, at: "\(path).max_memory_mb", range: 16...65536) } ?? 128
+        var groupColumns: [TableName: [String]] = [:]
+        if let node = fields["group_columns"] {
+            if case .mapping(let pairs) = node {
+                for (tableText, columnsNode) in pairs {
+                    let fieldPath = "\(path).group_columns.\(tableText)"
+                    guard let table = TableName(parsing: tableText) else {
+                        errors.append(ConfigError(fieldPath, "\(quoted(tableText)) — write schema.table, e.g. public.orders"))
+                        continue
+                    }
+                    let columns = list(columnsNode, at: fieldPath).enumerated().compactMap { string($1, at: "\(fieldPath)[\($0)]") }
+                    if columns.isEmpty { errors.append(ConfigError(fieldPath, "list at least one column")) }
+                    groupColumns[table] = columns
+                }
+            } else {
+                errors.append(ConfigError("\(path).group_columns", "must map tables to column lists, e.g. public.orders: [customer_id]"))
+            }
+        }
+        var parkAfter = 120.0
+        if let node = fields["park_after"], let text = string(node, at: "\(path).park_after") {
+            if let seconds = Self.parseDuration(text), seconds >= 1 { parkAfter = seconds } else {
+                errors.append(ConfigError("\(path).park_after", "\(quoted(text)) — write a duration of at least 1s, such as 2m"))
+            }
+        }
         guard let destinationNode = fields["destination"] else {
             errors.append(ConfigError("\(path).destination", "is required: add a destination with type: kafka, hosts and topic"))
             return nil
         }
         guard let destination = readKafka(destinationNode, at: "\(path).destination") else { return nil }
-        return SinkConfig(name: name, tables: tables, actions: actions, messageGrouping: grouping, maxMemoryMB: memory,
-                          destination: destination)
+        return SinkConfig(name: name, tables: tables, actions: actions, messageGrouping: grouping, groupColumns: groupColumns,
+                          maxMemoryMB: memory, parkAfter: parkAfter, destination: destination)
     }
 
     mutating func readKafka(_ node: ConfigNode, at path: String) -> KafkaDestination? {
@@ -189,8 +212,9 @@ public struct ConfigReader {
         let tls = fields["tls"].flatMap { bool($0, at: "\(path).tls") } ?? false
         let username = fields["username"].flatMap { string($0, at: "\(path).username") }
         let password = fields["password"].flatMap { string($0, at: "\(path).password", secret: true) }
-        if (username == nil) != (password == nil) {
-            errors.append(ConfigError(username == nil ? "\(path).username" : "\(path).password",
+        // Judge by what was written: a password whose variable is unset was still given.
+        if (fields["username"] == nil) != (fields["password"] == nil) {
+            errors.append(ConfigError(fields["username"] == nil ? "\(path).username" : "\(path).password",
                                       "username and password go together — give both or neither"))
         }
         var mechanism: KafkaDestination.SASLMechanism?
@@ -198,10 +222,10 @@ public struct ConfigReader {
             mechanism = KafkaDestination.SASLMechanism(rawValue: text)
             if mechanism == nil {
                 errors.append(ConfigError("\(path).sasl_mechanism", "\(quoted(text)) — use plain, scram_sha_256 or scram_sha_512"))
-            } else if username == nil {
+            } else if fields["username"] == nil {
                 errors.append(ConfigError("\(path).sasl_mechanism", "needs username and password"))
             }
-        } else if username != nil {
+        } else if fields["username"] != nil {
             errors.append(ConfigError("\(path).sasl_mechanism", "is required with username and password: plain, scram_sha_256 or scram_sha_512"))
         }
         var compression = KafkaDestination.Compression.none

@@ -95,7 +95,7 @@ public enum ValueConverter {
         out.reserveCapacity(32)
         if isBC, let year = Int(String(decoding: datePart.prefix(while: { $0 != UInt8(ascii: "-") }), as: UTF8.self)) {
             let astronomical = String(year - 1)
-            out.append(UInt8(ascii: "-"))
+            if year > 1 { out.append(UInt8(ascii: "-")) } // 1 BC is year 0000
             out.append(contentsOf: String(repeating: "0", count: max(0, 4 - astronomical.count)).utf8)
             out.append(contentsOf: astronomical.utf8)
             out.append(contentsOf: datePart.drop(while: { $0 != UInt8(ascii: "-") }))

@@ -174,9 +174,9 @@ struct MessageEncoderTests {
 
     @Test func compositePrimaryKeyInColumnOrder() throws {
         let relation = Relation(id: 2, schema: "sales", name: "lines", replicaIdentity: .default, columns: [
-            Column(name: "order_id", typeOID: 20, isReplicaIdentity: true, isPrimaryKey: true),
+            Column(name: "region", typeOID: 25, isReplicaIdentity: true, isPrimaryKey: true),
             Column(name: "note", typeOID: 25),
-            Column(name: "line_no", typeOID: 23, isReplicaIdentity: true, isPrimaryKey: true),
+            Column(name: "code", typeOID: 25, isReplicaIdentity: true, isPrimaryKey: true),
         ])
         let message = Self.encoder.encode(
             Self.change(.insert, relation, new: Tuple(texts: ["a", "x", "b"]), old: nil), topic: "t")

@@ -106,6 +106,9 @@ struct ValueConverterTests {
         Case("{\"{\\\"a\\\": 1}\",\"[1, 2]\"}", .array(element: .json, delimiter: 44), "[{\"a\": 1},[1, 2]]"),
         Case("{PT0S,P1D}", .array(element: .interval, delimiter: 44),
              "[{\"months\":0,\"days\":0,\"microseconds\":0},{\"months\":0,\"days\":1,\"microseconds\":0}]"),
+        Case("{\"\",\"a,b\",\"{c}\"}", .array(element: .text, delimiter: 44), "[\"\",\"a,b\",\"{c}\"]"),
+        Case("[1:2][1:1]={{1},{2}}", .array(element: .integer, delimiter: 44), "[[1],[2]]"),
+        Case("{{NULL,NULL},{NULL,3}}", .array(element: .integer, delimiter: 44), "[[null,null],[null,3]]"),
         Case("{(1,1),(0,0);(2,2),(1,1)}", .array(element: .text, delimiter: 59), "[\"(1,1),(0,0)\",\"(2,2),(1,1)\"]"),
     ]
 

@@ -7,12 +7,16 @@ final class Fixture {
     let database: TestDatabase
     let slot: String
     let publication: String
+    /// The ledger file, in a directory of this test's own.
+    let statePath: String
 
     init() throws {
         environment = try TestEnvironment.current()
         database = try TestDatabase(environment)
         slot = TestEnvironment.uniqueName("slot")
         publication = TestEnvironment.uniqueName("pub")
+        statePath = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("state"))
+            .appendingPathComponent("sluice-state.sqlite").path
     }
 
     func topic(_ name: String = "t") -> KafkaTopic {
@@ -34,6 +38,7 @@ final class Fixture {
           slot: { name: \(slot), create_if_not_exists: true }
           publication: { name: \(publication), create_if_not_exists: true, tables: [\(tables.joined(separator: ", "))] }
           heartbeat_interval: \(heartbeat)
+        state: { path: \(statePath) }
         sinks:
 
         """

@@ -1,0 +1,200 @@
+import Foundation
+import GRDB
+import SluiceCore
+
+/// Sluice's state file (SQLite): parked messages (durable, so the slot may advance past them), the
+/// last 1,000 delivered and every cancelled message per sink. Commits are fsynced (WAL,
+/// synchronous=FULL) before the caller treats anything as safe.
+public final class DeliveryLedger: Sendable {
+    let database: DatabaseQueue
+    public let path: String
+    public static let deliveredKept = 1_000
+
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.label = "sluice-ledger"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        database = try DatabaseQueue(path: path, configuration: configuration)
+        try Self.migrator.migrate(database)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE parked (
+                  sink TEXT NOT NULL, group_key TEXT NOT NULL, commit_lsn INTEGER NOT NULL, commit_idx INTEGER NOT NULL,
+                  table_name TEXT NOT NULL, topic TEXT NOT NULL, message_key BLOB, value BLOB NOT NULL,
+                  deliver_count INTEGER NOT NULL, last_error TEXT, parked_at REAL NOT NULL,
+                  PRIMARY KEY (sink, commit_lsn, commit_idx));
+                CREATE INDEX parked_by_group ON parked (sink, group_key, commit_lsn, commit_idx);
+                CREATE TABLE delivered (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT,
+                  sink TEXT NOT NULL, group_key TEXT NOT NULL, commit_lsn INTEGER NOT NULL, commit_idx INTEGER NOT NULL,
+                  table_name TEXT NOT NULL, topic TEXT NOT NULL, message_key TEXT, size INTEGER NOT NULL,
+                  partition INTEGER NOT NULL, kafka_offset INTEGER NOT NULL, deliver_count INTEGER NOT NULL,
+                  delivered_at REAL NOT NULL);
+                CREATE INDEX delivered_by_sink ON delivered (sink, id);
+                CREATE TABLE cancelled (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT,
+                  sink TEXT NOT NULL, group_key TEXT NOT NULL, commit_lsn INTEGER NOT NULL, commit_idx INTEGER NOT NULL,
+                  table_name TEXT NOT NULL, topic TEXT NOT NULL, message_key TEXT, size INTEGER NOT NULL,
+                  reason TEXT NOT NULL, error TEXT NOT NULL, cancelled_at REAL NOT NULL);
+                CREATE INDEX cancelled_by_sink ON cancelled (sink, id);
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: - Parked
+
+    /// Writes messages durably; a message already parked (same sink and position) is kept as it was.
+    public func park(_ messages: [ParkedMessage]) throws {
+        guard !messages.isEmpty else { return }
+        try database.write { db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO parked (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, value,
+                  deliver_count, last_error, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for message in messages {
+                try statement.execute(arguments: [
+                    message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
+                    message.position.commitIndex, message.table, message.topic, message.key.map { Data($0) },
+                    Data(message.value), message.deliverCount, message.lastError, message.parkedAt.timeIntervalSince1970,
+                ])
+            }
+        }
+    }
+
+    /// Groups with parked messages, and how many each holds.
+    public func parkedGroups(sink: String) throws -> [String: Int] {
+        try database.read { db in
+            var groups: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT group_key, count(*) AS n FROM parked WHERE sink = ? GROUP BY group_key",
+                                        arguments: [sink]) {
+                groups[row["group_key"]] = row["n"]
+            }
+            return groups
+        }
+    }
+
+    /// The oldest parked message of a group: the next to deliver.
+    public func firstParked(sink: String, group: String) throws -> ParkedMessage? {
+        try database.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT * FROM parked WHERE sink = ? AND group_key = ? ORDER BY commit_lsn, commit_idx LIMIT 1
+                """, arguments: [sink, group]).map(Self.parked)
+        }
+    }
+
+    /// Parked messages of a sink in stream order (for the console and tests).
+    public func parked(sink: String, limit: Int = 1_000) throws -> [ParkedMessage] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM parked WHERE sink = ? ORDER BY commit_lsn, commit_idx LIMIT ?",
+                             arguments: [sink, limit]).map(Self.parked)
+        }
+    }
+
+    public func parkedCount(sink: String) throws -> Int {
+        try database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM parked WHERE sink = ?", arguments: [sink]) ?? 0 }
+    }
+
+    /// Records a failed attempt of a parked message.
+    public func recordAttempt(sink: String, position: MessagePosition, deliverCount: Int, error: String) throws {
+        try database.write { db in
+            try db.execute(sql: """
+                UPDATE parked SET deliver_count = ?, last_error = ? WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?
+                """, arguments: [deliverCount, error, sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex])
+        }
+    }
+
+    /// Removes a parked message once it was delivered or cancelled.
+    public func unpark(sink: String, position: MessagePosition) throws {
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?",
+                           arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex])
+        }
+    }
+
+    // MARK: - Delivered
+
+    /// Appends delivered messages and keeps only the newest 1,000 per sink.
+    public func recordDelivered(_ messages: [DeliveredMessage]) throws {
+        guard !messages.isEmpty else { return }
+        try database.write { db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO delivered (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, partition,
+                  kafka_offset, deliver_count, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for message in messages.suffix(Self.deliveredKept) {
+                try statement.execute(arguments: [
+                    message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
+                    message.position.commitIndex, message.table, message.topic, message.key, message.size,
+                    Int(message.partition), message.offset, message.deliverCount, message.deliveredAt.timeIntervalSince1970,
+                ])
+            }
+            for sink in Set(messages.map(\.sink)) {
+                try db.execute(sql: """
+                    DELETE FROM delivered WHERE sink = ? AND id <= (SELECT id FROM delivered WHERE sink = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
+                    """, arguments: [sink, sink, Self.deliveredKept])
+            }
+        }
+    }
+
+    /// The newest delivered messages of a sink, newest first.
+    public func recentlyDelivered(sink: String, limit: Int = 100) throws -> [DeliveredMessage] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM delivered WHERE sink = ? ORDER BY id DESC LIMIT ?", arguments: [sink, limit])
+                .map { row in
+                    DeliveredMessage(sink: row["sink"], group: row["group_key"], position: Self.position(row), table: row["table_name"],
+                                     topic: row["topic"], key: row["message_key"], size: row["size"],
+                                     partition: Int32(row["partition"] as Int), offset: row["kafka_offset"],
+                                     deliverCount: row["deliver_count"],
+                                     deliveredAt: Date(timeIntervalSince1970: row["delivered_at"]))
+                }
+        }
+    }
+
+    // MARK: - Cancelled
+
+    public func recordCancelled(_ message: CancelledMessage) throws {
+        try database.write { db in
+            try db.execute(sql: """
+                INSERT INTO cancelled (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, reason, error,
+                  cancelled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
+                                 message.position.commitIndex, message.table, message.topic, message.key, message.size,
+                                 message.reason, message.error, message.cancelledAt.timeIntervalSince1970])
+        }
+    }
+
+    public func cancelled(sink: String, limit: Int = 1_000) throws -> [CancelledMessage] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM cancelled WHERE sink = ? ORDER BY id DESC LIMIT ?", arguments: [sink, limit])
+                .map { row in
+                    CancelledMessage(sink: row["sink"], group: row["group_key"], position: Self.position(row), table: row["table_name"],
+                                     topic: row["topic"], key: row["message_key"], size: row["size"], reason: row["reason"],
+                                     error: row["error"], cancelledAt: Date(timeIntervalSince1970: row["cancelled_at"]))
+                }
+        }
+    }
+
+    // MARK: - Rows
+
+    static func position(_ row: Row) -> MessagePosition {
+        MessagePosition(commitLSN: LSN(UInt64(bitPattern: row["commit_lsn"] as Int64)), commitIndex: row["commit_idx"])
+    }
+
+    static func parked(_ row: Row) -> ParkedMessage {
+        ParkedMessage(sink: row["sink"], group: row["group_key"], position: position(row), table: row["table_name"],
+                      topic: row["topic"], key: (row["message_key"] as Data?).map { [UInt8]($0) },
+                      value: [UInt8](row["value"] as Data), deliverCount: row["deliver_count"], lastError: row["last_error"],
+                      parkedAt: Date(timeIntervalSince1970: row["parked_at"]))
+    }
+}

@@ -1,0 +1,406 @@
+import DequeModule
+import Foundation
+import KafkaSink
+import Ledger
+import Logging
+import SluiceCore
+
+/// One message on its way to Kafka, with what the dispatcher knows about it.
+struct OutgoingMessage: Sendable {
+    var position: MessagePosition
+    var group: String
+    var table: String
+    var message: Message
+    /// The checkpoint token to acknowledge once the message is safe; 0 once it was settled by parking.
+    var checkpointToken: UInt
+    var deliverCount = 0
+    var lastError: String?
+    /// The message lives in the ledger and must be removed from it once delivered or cancelled.
+    var isParked = false
+    var firstAttemptAt: Date?
+}
+
+/// Delivers one sink's messages: at most one message per group in flight, groups independent of
+/// each other; a group whose message fails is parked in the ledger (durably, so the slot can move
+/// on) and retried from there with exponential backoff, in order.
+final class Dispatcher: @unchecked Sendable {
+    struct Group {
+        var inFlight: OutgoingMessage?
+        /// Messages behind the one in flight, in memory (only while the group is not parked).
+        var waiting = Deque<OutgoingMessage>()
+        /// Messages of this group in the ledger (including one in flight from it).
+        var parked = 0
+        /// When the parked head may be tried again.
+        var retryAt: Date?
+        var isIdle: Bool { inFlight == nil && waiting.isEmpty && parked == 0 }
+    }
+
+    let sink: SinkConfig
+    let producer: KafkaProducer
+    let ledger: DeliveryLedger
+    let logger: Logger
+    let metrics: SinkMetrics
+    /// Acknowledges checkpoint tokens (the message is in Kafka, parked or cancelled).
+    let settle: @Sendable ([UInt]) -> Void
+    let maxMemoryBytes: Int
+
+    private let lock = NSCondition()
+    private var groups: [String: Group] = [:]
+    private var inFlightByID: [UInt: String] = [:]
+    private var nextID: UInt = 1
+    private var ungroupedCounter: UInt64 = 0
+    private var memoryBytes = 0
+    private var pendingParks: [OutgoingMessage] = []
+    private var pendingUnparks: [MessagePosition] = []
+    private var pendingAttempts: [(MessagePosition, Int, String)] = []
+    private var recentlyDelivered = Deque<DeliveredMessage>()
+    private var deliveredUnsaved = 0
+    private var stopping = false
+    private var worker: Thread?
+    private let workerDone = DispatchSemaphore(value: 0)
+
+    init(sink: SinkConfig, producer: KafkaProducer, ledger: DeliveryLedger, logger: Logger, metrics: SinkMetrics,
+         settle: @escaping @Sendable ([UInt]) -> Void) throws {
+        self.sink = sink
+        self.producer = producer
+        self.ledger = ledger
+        self.logger = logger
+        self.metrics = metrics
+        self.settle = settle
+        self.maxMemoryBytes = sink.maxMemoryMB * 1_048_576
+        for (group, count) in try ledger.parkedGroups(sink: sink.name) {
+            groups[group] = Group(parked: count)
+        }
+        let parked = groups.values.reduce(0) { $0 + $1.parked }
+        if parked > 0 {
+            logger.notice("delivering parked messages from the ledger first",
+                          metadata: ["sink": "\(sink.name)", "messages": "\(parked)", "groups": "\(groups.count)"])
+        }
+        metrics.parked.store(parked, ordering: .relaxed)
+        let thread = Thread { [self] in runWorker() }
+        thread.name = "sluice-dispatch-\(sink.name)"
+        worker = thread
+        thread.start()
+    }
+
+    // MARK: - Grouping
+
+    /// The group a change belongs to: table plus primary key (or the configured group columns).
+    /// Ungrouped messages (grouping off, or a table without a key) each get a group of their own.
+    func groupKey(for change: Change, message: Message) -> String {
+        let table = TableName(schema: change.relation.schema, name: change.relation.name)
+        if sink.messageGrouping {
+            if let columns = sink.groupColumns[table] {
+                let row = (change.action == .delete ? change.old : change.new) ?? change.old
+                let values = columns.map { name in
+                    change.relation.columns.firstIndex { $0.name == name }.flatMap { row?.text(at: $0) } ?? ""
+                }
+                return table.description + "\u{1F}" + values.joined(separator: "\u{1F}")
+            }
+            if !message.recordPKs.isEmpty {
+                return table.description + "\u{1F}" + message.recordPKs.joined(separator: "\u{1F}")
+            }
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        ungroupedCounter += 1
+        return "\u{0}\(ungroupedCounter)"
+    }
+
+    // MARK: - Submitting (replication thread)
+
+    func submit(_ outgoing: OutgoingMessage) {
+        lock.lock()
+        var group = groups[outgoing.group] ?? Group()
+        var toProduce: OutgoingMessage?
+        if group.parked > 0 {
+            var parked = outgoing
+            parked.isParked = true
+            pendingParks.append(parked)
+            group.parked += 1
+            metrics.parked.add(1, ordering: .relaxed)
+            lock.broadcast()
+        } else if group.inFlight == nil {
+            group.inFlight = outgoing
+            toProduce = outgoing
+            memoryBytes += outgoing.message.value.count
+        } else {
+            group.waiting.append(outgoing)
+            memoryBytes += outgoing.message.value.count
+        }
+        groups[outgoing.group] = group
+        lock.unlock()
+        if let toProduce { produce(toProduce) }
+    }
+
+    /// True while there is room: fewer than max_ack_pending messages handed to Kafka and the
+    /// messages held in memory within max_memory_mb.
+    var hasCapacity: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return inFlightByID.count < sink.destination.maxAckPending && memoryBytes < maxMemoryBytes
+    }
+
+    var inFlightCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return inFlightByID.count
+    }
+
+    // MARK: - Producing
+
+    private func produce(_ outgoing: OutgoingMessage) {
+        lock.lock()
+        let id = nextID
+        nextID += 1
+        inFlightByID[id] = outgoing.group
+        if groups[outgoing.group]?.inFlight?.firstAttemptAt == nil { groups[outgoing.group]?.inFlight?.firstAttemptAt = Date() }
+        lock.unlock()
+        metrics.inFlight.add(1, ordering: .relaxed)
+        do {
+            try producer.produce(topic: outgoing.message.topic, key: outgoing.message.key, value: outgoing.message.value, token: id)
+        } catch {
+            // Refused before reaching a broker (too large for librdkafka, unknown topic, …): a delivery report in all but name.
+            delivered([DeliveryReport(token: id, error: error, topic: outgoing.message.topic, partition: -1, offset: -1,
+                                      key: outgoing.message.key, size: outgoing.message.value.count, payload: nil)])
+        }
+    }
+
+    // MARK: - Delivery reports (Kafka event thread)
+
+    func delivered(_ reports: [DeliveryReport]) {
+        var tokens: [UInt] = []
+        var next: [OutgoingMessage] = []
+        var cancelled: [(OutgoingMessage, KafkaError)] = []
+        lock.lock()
+        for report in reports {
+            guard let key = inFlightByID.removeValue(forKey: report.token), var group = groups[key],
+                  var outgoing = group.inFlight else { continue }
+            metrics.inFlight.subtract(1, ordering: .relaxed)
+            group.inFlight = nil
+            if !outgoing.isParked { memoryBytes -= outgoing.message.value.count }
+            outgoing.deliverCount += 1
+
+            if let error = report.error, error.category != .messageTooLarge {
+                // Failed: park this message and everything behind it, retry from the ledger later.
+                outgoing.lastError = error.description
+                metrics.failedAttempts.add(1, ordering: .relaxed)
+                if outgoing.isParked {
+                    pendingAttempts.append((outgoing.position, outgoing.deliverCount, error.description))
+                } else {
+                    outgoing.isParked = true
+                    var parking = [outgoing]
+                    while let waiting = group.waiting.popFirst() {
+                        memoryBytes -= waiting.message.value.count
+                        var parked = waiting
+                        parked.isParked = true
+                        parking.append(parked)
+                    }
+                    group.parked += parking.count
+                    pendingParks.append(contentsOf: parking)
+                    metrics.parked.add(parking.count, ordering: .relaxed)
+                    logger.warning("delivery failed; parking the group and retrying", metadata: [
+                        "sink": "\(sink.name)", "table": "\(outgoing.table)", "key": "\(Self.text(outgoing.message.key))",
+                        "messages": "\(parking.count)", "error": "\(error)", "category": "\(error.category.rawValue)"])
+                }
+                group.retryAt = Date().addingTimeInterval(Self.backoff(attempt: outgoing.deliverCount))
+                groups[key] = group
+                continue
+            }
+
+            if let error = report.error {
+                cancelled.append((outgoing, error))
+            } else {
+                record(delivered: outgoing, report: report)
+            }
+            if outgoing.isParked {
+                pendingUnparks.append(outgoing.position)
+                group.parked -= 1
+                metrics.parked.subtract(1, ordering: .relaxed)
+            } else {
+                tokens.append(outgoing.checkpointToken)
+            }
+            group.retryAt = nil
+            if let following = group.waiting.popFirst() {
+                group.inFlight = following
+                next.append(following)
+            }
+            if group.isIdle { groups.removeValue(forKey: key) } else { groups[key] = group }
+        }
+        lock.broadcast()
+        lock.unlock()
+
+        for (outgoing, error) in cancelled { cancelTooLarge(outgoing, error: error) }
+        settle(tokens) // also when empty: capacity may have been freed
+        for outgoing in next { produce(outgoing) }
+    }
+
+    private func record(delivered outgoing: OutgoingMessage, report: DeliveryReport) {
+        metrics.delivered.add(1, ordering: .relaxed)
+        recentlyDelivered.append(DeliveredMessage(
+            sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table, topic: report.topic,
+            key: outgoing.message.key.map { String(decoding: $0, as: UTF8.self) }, size: report.size,
+            partition: report.partition, offset: report.offset, deliverCount: outgoing.deliverCount))
+        if recentlyDelivered.count > DeliveryLedger.deliveredKept { recentlyDelivered.removeFirst() }
+        deliveredUnsaved += 1
+    }
+
+    /// Too large for Kafka: never retried; logged with table, key, size and limit, counted, kept in the ledger.
+    private func cancelTooLarge(_ outgoing: OutgoingMessage, error: KafkaError) {
+        metrics.cancelledTooLarge.add(1, ordering: .relaxed)
+        let key = Self.text(outgoing.message.key)
+        logger.error("message too large for Kafka; cancelled", metadata: [
+            "sink": "\(sink.name)", "table": "\(outgoing.table)", "key": "\(key)", "topic": "\(outgoing.message.topic)",
+            "size_bytes": "\(outgoing.message.value.count)", "limit_bytes": "\(Pipeline.defaultMaxMessageBytes)",
+            "error": "\(error)"])
+        do {
+            try ledger.recordCancelled(CancelledMessage(
+                sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table,
+                topic: outgoing.message.topic, key: key, size: outgoing.message.value.count, reason: "too_large",
+                error: error.description))
+        } catch {
+            logger.error("could not record a cancelled message in the ledger", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: - Ledger worker
+
+    /// Writes parked messages (then settles them), removes delivered ones, retries parked groups
+    /// whose backoff ended and saves the recently delivered list.
+    private func runWorker() {
+        defer { workerDone.signal() }
+        var lastDeliveredSave = Date()
+        while true {
+            lock.lock()
+            if pendingParks.isEmpty && pendingUnparks.isEmpty && !stopping {
+                _ = lock.wait(until: Date().addingTimeInterval(0.05))
+            }
+            let parks = pendingParks
+            let unparks = pendingUnparks
+            let attempts = pendingAttempts
+            pendingParks.removeAll(keepingCapacity: true)
+            pendingUnparks.removeAll(keepingCapacity: true)
+            pendingAttempts.removeAll()
+            let exit = stopping
+            lock.unlock()
+
+            do {
+                try writeLedger(parks: parks, unparks: unparks, attempts: attempts)
+            } catch {
+                // Not settled, so the slot does not move past these; they stay queued for the next try.
+                logger.error("could not write the ledger; retrying", metadata: ["error": "\(error)", "path": "\(ledger.path)"])
+                lock.lock()
+                pendingParks.insert(contentsOf: parks, at: 0)
+                pendingUnparks.insert(contentsOf: unparks, at: 0)
+                lock.unlock()
+                Thread.sleep(forTimeInterval: 1)
+                continue
+            }
+            let parkedTokens = parks.map(\.checkpointToken).filter { $0 != 0 }
+            if !parkedTokens.isEmpty { settle(parkedTokens) }
+
+            if Date().timeIntervalSince(lastDeliveredSave) >= 1 || exit {
+                saveDelivered()
+                lastDeliveredSave = Date()
+            }
+            if exit { return }
+            retryDueGroups()
+        }
+    }
+
+    private func writeLedger(parks: [OutgoingMessage], unparks: [MessagePosition], attempts: [(MessagePosition, Int, String)]) throws {
+        if !parks.isEmpty {
+            try ledger.park(parks.map { outgoing in
+                ParkedMessage(sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table,
+                              topic: outgoing.message.topic, key: outgoing.message.key, value: outgoing.message.value,
+                              deliverCount: outgoing.deliverCount, lastError: outgoing.lastError)
+            })
+        }
+        for position in unparks { try ledger.unpark(sink: sink.name, position: position) }
+        for (position, count, error) in attempts {
+            try ledger.recordAttempt(sink: sink.name, position: position, deliverCount: count, error: error)
+        }
+    }
+
+    private func saveDelivered() {
+        lock.lock()
+        let unsaved = Array(recentlyDelivered.suffix(min(deliveredUnsaved, recentlyDelivered.count)))
+        deliveredUnsaved = 0
+        lock.unlock()
+        do { try ledger.recordDelivered(unsaved) } catch {
+            logger.warning("could not save recently delivered messages", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Sends the head of every parked group that has nothing in flight and whose backoff ended.
+    private func retryDueGroups() {
+        let now = Date()
+        lock.lock()
+        let due = groups.filter { $0.value.parked > 0 && $0.value.inFlight == nil && ($0.value.retryAt ?? .distantPast) <= now }
+            .map(\.key)
+        lock.unlock()
+        for key in due.prefix(max(0, sink.destination.maxAckPending - inFlightCount)) {
+            let head: ParkedMessage?
+            do { head = try ledger.firstParked(sink: sink.name, group: key) } catch {
+                logger.error("could not read the ledger", metadata: ["error": "\(error)"])
+                return
+            }
+            guard let head else {
+                // Nothing left in the ledger for this group (a replayed duplicate was ignored): back to normal.
+                lock.lock()
+                if var group = groups[key], group.inFlight == nil, !pendingParks.contains(where: { $0.group == key }) {
+                    group.parked = 0
+                    group.retryAt = nil
+                    if group.isIdle { groups.removeValue(forKey: key) } else { groups[key] = group }
+                }
+                lock.unlock()
+                continue
+            }
+            let outgoing = OutgoingMessage(
+                position: head.position, group: key, table: head.table,
+                message: Message(key: head.key, value: head.value, topic: head.topic, recordPKs: []),
+                checkpointToken: 0, deliverCount: head.deliverCount, lastError: head.lastError, isParked: true)
+            lock.lock()
+            guard groups[key]?.inFlight == nil, !pendingUnparks.contains(head.position) else { lock.unlock(); continue }
+            groups[key]?.inFlight = outgoing
+            lock.unlock()
+            produce(outgoing)
+        }
+    }
+
+    /// Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 3 minutes.
+    static func backoff(attempt: Int) -> Double {
+        let base = min(180.0, pow(2.0, Double(max(0, attempt - 1))))
+        return base * Double.random(in: 0.8...1.0)
+    }
+
+    static func text(_ key: [UInt8]?) -> String { key.map { String(decoding: $0, as: UTF8.self) } ?? "" }
+
+    // MARK: - Stopping
+
+    /// Stops the worker after it wrote what is pending.
+    func stop() {
+        lock.lock()
+        stopping = true
+        lock.broadcast()
+        lock.unlock()
+        workerDone.wait()
+    }
+
+    /// What the dispatcher holds, for logs, the console and tests.
+    struct Snapshot: Sendable {
+        var groups: Int
+        var inFlight: Int
+        var waiting: Int
+        var parkedGroups: Int
+        var memoryBytes: Int
+    }
+
+    var snapshot: Snapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        return Snapshot(groups: groups.count, inFlight: inFlightByID.count,
+                        waiting: groups.values.reduce(0) { $0 + $1.waiting.count },
+                        parkedGroups: groups.values.filter { $0.parked > 0 }.count, memoryBytes: memoryBytes)
+    }
+}
