@@ -73,9 +73,10 @@ let package = Package(
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "SluiceCore"]),
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource", "SluiceCore"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore"]),
+        .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceCore", "PostgresSource"]
+            dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "Ledger"]
         ),
     ]
 )

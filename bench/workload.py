@@ -34,7 +34,7 @@ ROW_SQL = """
     repeat(md5((g + %(r)s)::text), 2)
 """
 
-INSERT_SQL = "INSERT INTO public.bench SELECT " + ROW_SQL + " FROM generate_series(%(a)s, %(b)s) AS g"
+INSERT_SQL = "INSERT INTO public.bench SELECT " + ROW_SQL + " FROM generate_series(%(a)s::bigint, %(b)s::bigint) AS g"
 UPDATE_SQL = """UPDATE public.bench SET amount = amount + 1, quantity = quantity + 1, updated_at = now(),
     attrs = jsonb_set(attrs, '{rev}', to_jsonb(%(r)s)), note = repeat(md5((id + %(r)s)::text), 2)
     WHERE id BETWEEN %(a)s AND %(b)s"""

@@ -57,12 +57,15 @@ public final class KafkaProducer: @unchecked Sendable {
                 throw KafkaError(configuration: "librdkafka refused \(name)=\(shown): \(Self.text(errorText))")
             }
         }
-        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR))
+        // librdkafka's own log lines come through the event queue too, into swift-log, not stderr.
+        rd_kafka_conf_set(conf, "log.queue", "true", &errorText, errorText.count)
+        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
         guard let producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errorText, errorText.count) else {
             throw KafkaError(configuration: "could not create the Kafka producer: \(Self.text(errorText))")
         }
         handle = producer
         queue = rd_kafka_queue_get_main(producer)
+        rd_kafka_set_log_queue(producer, nil)
         let thread = Thread { [self] in pollEvents() }
         thread.name = "sluice-kafka-events"
         thread.start()
@@ -162,6 +165,15 @@ public final class KafkaProducer: @unchecked Sendable {
                 } else {
                     logger.warning("Kafka client error", metadata: ["error": "\(text)",
                                                                     "code": "\(KafkaError(code: code.rawValue).name)"])
+                }
+            case RD_KAFKA_EVENT_LOG:
+                // Errors also arrive as ERROR events; log lines are detail for debugging.
+                var facility: UnsafePointer<CChar>?
+                var text: UnsafePointer<CChar>?
+                var level: Int32 = 0
+                if rd_kafka_event_log(event, &facility, &text, &level) == 0 {
+                    logger.debug("librdkafka", metadata: ["facility": "\(facility.map { String(cString: $0) } ?? "")",
+                                                          "message": "\(text.map { String(cString: $0) } ?? "")"])
                 }
             default:
                 break

@@ -15,6 +15,9 @@ public enum KafkaSettings {
             ("message.timeout.ms", "0"),
             ("compression.type", destination.compression.rawValue),
             ("batch.num.messages", String(destination.batchSize)),
+            // A batch (compressed or not) must fit what the broker accepts.
+            ("message.max.bytes", String(destination.maxMessageBytes)),
+            ("batch.size", String(min(1_000_000, destination.maxMessageBytes))),
             ("linger.ms", "5"),
             ("queue.buffering.max.messages", String(max(100_000, destination.maxAckPending * 2))),
             ("socket.keepalive.enable", "true"),
@@ -27,15 +30,20 @@ public enum KafkaSettings {
     public static func securityProperties(for destination: KafkaDestination) -> [(String, String)] {
         var properties: [(String, String)] = []
         let sasl = destination.saslMechanism != nil
-        switch (sasl, destination.tls) {
+        switch (sasl, destination.tls != nil) {
         case (false, false): properties.append(("security.protocol", "plaintext"))
         case (false, true): properties.append(("security.protocol", "ssl"))
         case (true, false): properties.append(("security.protocol", "sasl_plaintext"))
         case (true, true): properties.append(("security.protocol", "sasl_ssl"))
         }
-        if destination.tls {
-            // `tls: true` means encrypted without certificate verification, as Sequin does.
-            properties.append(("enable.ssl.certificate.verification", "false"))
+        if let tls = destination.tls {
+            // `tls: true` encrypts without verifying (as Sequin does); `verify: true` checks the
+            // broker's certificate chain and host name.
+            properties.append(("enable.ssl.certificate.verification", tls.verify ? "true" : "false"))
+            properties.append(("ssl.endpoint.identification.algorithm", tls.verify ? "https" : "none"))
+            if let ca = tls.caFile { properties.append(("ssl.ca.location", ca)) }
+            if let cert = tls.certFile { properties.append(("ssl.certificate.location", cert)) }
+            if let key = tls.keyFile { properties.append(("ssl.key.location", key)) }
         }
         if let mechanism = destination.saslMechanism, let username = destination.username, let password = destination.password {
             properties += [("sasl.mechanisms", mechanism.librdkafkaName), ("sasl.username", username),

@@ -156,7 +156,8 @@ final class Dispatcher: @unchecked Sendable {
         inFlightByID[id] = outgoing.group
         if groups[outgoing.group]?.inFlight?.firstAttemptAt == nil { groups[outgoing.group]?.inFlight?.firstAttemptAt = Date() }
         lock.unlock()
-        metrics.inFlight.add(1, ordering: .relaxed)
+        let nowInFlight = metrics.inFlight.add(1, ordering: .relaxed).newValue
+        metrics.inFlightPeak.max(nowInFlight, ordering: .relaxed)
         do {
             try producer.produce(topic: outgoing.message.topic, key: outgoing.message.key, value: outgoing.message.value, token: id)
         } catch {

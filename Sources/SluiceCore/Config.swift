@@ -119,19 +119,37 @@ public struct KafkaDestination: Sendable {
         case none, gzip, snappy, lz4, zstd
     }
 
+    /// TLS to the brokers. `tls: true` encrypts without verifying certificates (as Sequin does);
+    /// the object form can verify against a CA and present a client certificate.
+    public struct TLS: Sendable, Equatable {
+        public var verify: Bool
+        public var caFile: String?
+        public var certFile: String?
+        public var keyFile: String?
+
+        public init(verify: Bool = false, caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil) {
+            self.verify = verify
+            self.caFile = caFile
+            self.certFile = certFile
+            self.keyFile = keyFile
+        }
+    }
+
     public var hosts: [HostPort]
     public var topic: String
-    public var tls: Bool
+    public var tls: TLS?
     public var username: String?
     public var password: String?
     public var saslMechanism: SASLMechanism?
     public var compression: Compression
     public var batchSize: Int
     public var maxAckPending: Int
+    /// The largest message the brokers accept; larger messages are cancelled.
+    public var maxMessageBytes: Int
 
-    public init(hosts: [HostPort], topic: String, tls: Bool = false, username: String? = nil, password: String? = nil,
+    public init(hosts: [HostPort], topic: String, tls: TLS? = nil, username: String? = nil, password: String? = nil,
                 saslMechanism: SASLMechanism? = nil, compression: Compression = .none, batchSize: Int = 200,
-                maxAckPending: Int = 10_000) {
+                maxAckPending: Int = 10_000, maxMessageBytes: Int = 1_000_000) {
         self.hosts = hosts
         self.topic = topic
         self.tls = tls
@@ -141,5 +159,6 @@ public struct KafkaDestination: Sendable {
         self.compression = compression
         self.batchSize = batchSize
         self.maxAckPending = maxAckPending
+        self.maxMessageBytes = maxMessageBytes
     }
 }

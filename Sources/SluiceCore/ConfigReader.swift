@@ -1,3 +1,5 @@
+import Foundation
+
 /// Validates a configuration tree and builds `SluiceConfig`, collecting every problem with the
 /// field it concerns rather than stopping at the first.
 public struct ConfigReader {
@@ -33,7 +35,7 @@ public struct ConfigReader {
             if let listen = parseHostPort(listen), listen.port > 0 {} else {
                 errors.append(ConfigError("console.listen", "\(quoted(listen)) — write host:port, e.g. 127.0.0.1:7376"))
             }
-            console = ConsoleConfig(listen: listen, token: consoleFields["token"].flatMap { string($0, at: "console.token") } ?? "")
+            console = ConsoleConfig(listen: listen, token: consoleFields["token"].flatMap { string($0, at: "console.token", secret: true) } ?? "")
         }
 
         var sinks: [SinkConfig] = []
@@ -125,8 +127,11 @@ public struct ConfigReader {
         let allowed = ["name", "tables", "actions", "message_grouping", "group_columns", "max_memory_mb", "park_after",
                        "destination", "filter", "transform", "routing", "initial_backfill"]
         guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
-        for later in ["filter", "transform", "routing", "initial_backfill"] where fields[later] != nil {
+        for later in ["filter", "transform", "routing"] where fields[later] != nil {
             errors.append(ConfigError("\(path).\(later)", "is not supported by this version of Sluice yet — remove it"))
+        }
+        if let node = fields["initial_backfill"], bool(node, at: "\(path).initial_backfill") == true {
+            errors.append(ConfigError("\(path).initial_backfill", "backfills are not supported by this version of Sluice yet — set it to false or remove it"))
         }
         let name = fields["name"].flatMap { string($0, at: "\(path).name") } ?? ""
         if name.isEmpty { errors.append(ConfigError("\(path).name", "is required: give the sink a name, e.g. orders-to-kafka")) }
@@ -177,7 +182,7 @@ public struct ConfigReader {
 
     mutating func readKafka(_ node: ConfigNode, at path: String) -> KafkaDestination? {
         let allowed = ["type", "hosts", "topic", "tls", "username", "password", "sasl_mechanism", "compression",
-                       "batch_size", "max_ack_pending"]
+                       "batch_size", "max_ack_pending", "max_message_bytes"]
         guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
         let type = fields["type"].flatMap { string($0, at: "\(path).type") }
         if type != "kafka" {
@@ -209,7 +214,7 @@ public struct ConfigReader {
         } else if fields["topic"] == nil {
             errors.append(ConfigError("\(path).topic", "is required: the Kafka topic to write to"))
         }
-        let tls = fields["tls"].flatMap { bool($0, at: "\(path).tls") } ?? false
+        let tls = fields["tls"].flatMap { readTLS($0, at: "\(path).tls") }
         let username = fields["username"].flatMap { string($0, at: "\(path).username") }
         let password = fields["password"].flatMap { string($0, at: "\(path).password", secret: true) }
         // Judge by what was written: a password whose variable is unset was still given.
@@ -236,9 +241,36 @@ public struct ConfigReader {
         }
         let batchSize = fields["batch_size"].flatMap { integer($0, at: "\(path).batch_size", range: 1...10_000) } ?? 200
         let maxAckPending = fields["max_ack_pending"].flatMap { integer($0, at: "\(path).max_ack_pending", range: 1...1_000_000) } ?? 10_000
+        let maxMessageBytes = fields["max_message_bytes"].flatMap {
+            integer($0, at: "\(path).max_message_bytes", range: 1_000...100_000_000)
+        } ?? 1_000_000
         return KafkaDestination(hosts: hosts, topic: topic, tls: tls, username: username, password: password,
                                 saslMechanism: mechanism, compression: compression, batchSize: batchSize,
-                                maxAckPending: maxAckPending)
+                                maxAckPending: maxAckPending, maxMessageBytes: maxMessageBytes)
+    }
+
+    /// `tls: true|false`, or `tls: {ca_file, cert_file, key_file, verify}` (verify defaults to true there).
+    mutating func readTLS(_ node: ConfigNode, at path: String) -> KafkaDestination.TLS? {
+        if case .scalar = node {
+            return bool(node, at: path).flatMap { $0 ? KafkaDestination.TLS(verify: false) : nil }
+        }
+        guard let fields = mapping(node, at: path, allowed: ["ca_file", "cert_file", "key_file", "verify"]) else { return nil }
+        var tls = KafkaDestination.TLS(verify: fields["verify"].flatMap { bool($0, at: "\(path).verify") } ?? true)
+        func file(_ key: String) -> String? {
+            guard let value = fields[key].flatMap({ string($0, at: "\(path).\(key)") }) else { return nil }
+            if !FileManager.default.isReadableFile(atPath: value) {
+                errors.append(ConfigError("\(path).\(key)", "\(quoted(value)) — no readable file there; give the path of a PEM file"))
+            }
+            return value
+        }
+        tls.caFile = file("ca_file")
+        tls.certFile = file("cert_file")
+        tls.keyFile = file("key_file")
+        if (tls.certFile == nil) != (tls.keyFile == nil) {
+            errors.append(ConfigError(tls.certFile == nil ? "\(path).cert_file" : "\(path).key_file",
+                                      "cert_file and key_file go together — give both for a client certificate, or neither"))
+        }
+        return tls
     }
 
     // MARK: - Rules

@@ -11,7 +11,7 @@ public struct LSN: RawRepresentable, Hashable, Comparable, Sendable, CustomStrin
     public init?(_ text: some StringProtocol) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty,
-              parts[0].count <= 8, parts[1].count <= 8,
+              parts[0].count <= 8, parts[1].count <= 8, parts.allSatisfy({ $0.allSatisfy(\.isHexDigit) }),
               let high = UInt32(parts[0], radix: 16), let low = UInt32(parts[1], radix: 16)
         else { return nil }
         self.rawValue = UInt64(high) << 32 | UInt64(low)

@@ -118,7 +118,7 @@ struct ConfigReaderTests {
         let kafka = sink.destination
         #expect(kafka.hosts == [HostPort(host: "127.0.0.1", port: 9092)])
         #expect(kafka.topic == "orders")
-        #expect(kafka.tls == false)
+        #expect(kafka.tls == nil)
         #expect(kafka.username == "app")
         #expect(kafka.password == "kafka-s3cret")
         #expect(kafka.saslMechanism == .scram_sha_256)
@@ -153,7 +153,7 @@ struct ConfigReaderTests {
         #expect(kafka.batchSize == 200)
         #expect(kafka.maxAckPending == 10_000)
         #expect(kafka.compression == .none)
-        #expect(kafka.tls == false)
+        #expect(kafka.tls == nil)
         #expect(kafka.username == nil)
         #expect(kafka.password == nil)
         #expect(kafka.saslMechanism == nil)
@@ -428,6 +428,9 @@ struct ConfigReaderTests {
     @Test func laterFeaturesAreRefusedByName() {
         #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("filter", s("functions/filter.lua"))])]))
             == ["sinks[0].filter: is not supported by this version of Sluice yet — remove it"])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("initial_backfill", s("true"))])]))
+            == ["sinks[0].initial_backfill: backfills are not supported by this version of Sluice yet — set it to false or remove it"])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("initial_backfill", s("false"))])])) == [])
     }
 
     @Test func otherFieldErrors() {

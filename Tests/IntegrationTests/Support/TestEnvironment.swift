@@ -87,3 +87,17 @@ func eventually(timeout: Double, every interval: Double = 0.2, _ condition: () t
     }
     return try condition()
 }
+
+/// A plain SQL connection by URL, for tests that talk to a server of their own.
+struct PostgresSourceConnection {
+    let connection: PostgresConnection
+
+    init(url: String) throws {
+        connection = try PostgresConnection(parameters: [("dbname", url)])
+    }
+
+    @discardableResult
+    func execute(_ sql: String, _ parameters: [String?] = []) throws -> QueryResult {
+        try connection.query(sql, parameters)
+    }
+}
