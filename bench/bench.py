@@ -7,10 +7,11 @@ environment:
 
     SLUICE_TEST_PG_URL       postgres://postgres@127.0.0.1:PORT/postgres
     SLUICE_PG_PORT           PORT
-    SLUICE_TEST_KAFKA_HOSTS  127.0.0.1:PORT
     SLUICE_BIN               the release sluice binary
     SLUICE_PG_BIN            PostgreSQL's bin directory (pg_recvlogical)
     BENCH_WORKDIR            a scratch directory (configs, logs)
+
+Brokers are started per measurement through bench/broker.sh (scripts/lib/services.sh).
 
 It prints the result tables (Markdown) and writes them between the markers in BENCHMARKS.md.
 """
@@ -56,7 +57,7 @@ class Env:
     def __init__(self):
         self.pg_url = os.environ["SLUICE_TEST_PG_URL"]
         self.pg_port = os.environ["SLUICE_PG_PORT"]
-        self.kafka = os.environ["SLUICE_TEST_KAFKA_HOSTS"]
+        self.kafka = None  # a fresh broker per measurement, see Broker
         self.sluice = os.environ["SLUICE_BIN"]
         self.pg_bin = os.environ.get("SLUICE_PG_BIN", "/usr/lib/postgresql/15/bin")
         self.workdir = os.environ["BENCH_WORKDIR"]
@@ -154,6 +155,54 @@ class Kafka:
             total += high - low
         return total
 
+    def close(self):
+        self.consumer.close()
+        self.admin = self.consumer = None
+
+
+BROKER_SH = os.path.join(ROOT, "bench", "broker.sh")
+
+
+class Broker:
+    """A fresh broker for one measurement (bench/broker.sh, i.e. scripts/lib/services.sh). The noida-db
+    broker keeps every message in memory and keeps re-serialising all of it to disk, so a broker still
+    holding earlier runs' millions of messages would take CPU and memory from the next measurement."""
+
+    def __init__(self, env):
+        out = subprocess.run(["bash", BROKER_SH, "start"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=180)
+        if out.returncode != 0:
+            raise RuntimeError(f"could not start a broker: {out.stderr.strip()[-2000:]}")
+        pid, port, self.dir = out.stdout.split()
+        self.pid = int(pid)
+        self.hosts = f"127.0.0.1:{port}"
+        self.state_file = os.path.join(env.workdir, "broker.current")
+        with open(self.state_file, "w") as f:  # scripts/bench stops it if we die
+            f.write(f"{self.pid} {self.dir}\n")
+        env.kafka = self.hosts
+        self.kafka = Kafka(self.hosts)
+
+    def cpu_seconds(self):
+        s = proc_sample(self.pid)
+        return s[2] if s else None
+
+    def stop(self):
+        if self.kafka:
+            self.kafka.close()
+            self.kafka = None
+        subprocess.run(["bash", BROKER_SH, "stop", str(self.pid), self.dir], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=120)
+        try:
+            os.remove(self.state_file)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
 
 # ---------------------------------------------------------------------------------------------
 # Process sampling
@@ -168,8 +217,11 @@ def proc_sample(pid):
             stat = f.read()
     except OSError:
         return None
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
+    rss = re.search(r"VmRSS:\s+(\d+)", status)
+    hwm = re.search(r"VmHWM:\s+(\d+)", status)
+    if rss is None or hwm is None:  # exiting, or still in exec
+        return None
+    rss, hwm = int(rss.group(1)), int(hwm.group(1))
     fields = stat[stat.rindex(")") + 2:].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
     return rss, hwm, cpu
@@ -228,8 +280,10 @@ def tail(path, n=15):
 # ---------------------------------------------------------------------------------------------
 
 def sluice_config(env, slot, topic, path, heartbeat="1s"):
+    state = os.path.splitext(path)[0] + "-state.sqlite"
     with open(path, "w") as f:
-        f.write(f"""database:
+        f.write(f"""state: {{ path: {state} }}
+database:
   url: {env.pg_url}
   slot: {{ name: {slot}, create_if_not_exists: true }}
   publication: {{ name: {PUBLICATION}, create_if_not_exists: true, tables: [public.bench] }}
@@ -359,7 +413,7 @@ def run_naive(env, kafka, slot, topic, end_lsn, expected):
             "failure": None if stored == expected else f"{stored} messages on the broker, expected {expected}"}
 
 
-def throughput(env, kafka, conn, args):
+def throughput(env, conn, args):
     n, runs = args.changes, args.runs
     log(f"throughput: creating slots, then writing {n:,} changes")
     names = {kind: [f"{kind}_{i + 1}" for i in range(runs)] for kind in ("ceiling", "sluice", "naive")}
@@ -399,10 +453,13 @@ def throughput(env, kafka, conn, args):
         log(f"run {i + 1}/{runs} ceiling: {r['seconds']:.2f} s = {n / r['seconds']:,.0f} changes/s")
 
         topic = f"bench_sluice_{env.run_id}_{i + 1}"
-        kafka.create_topic(topic, args.partitions)
-        timeout = max(120.0, 20 * r["seconds"])
-        s = run_sluice_backlog(env, kafka, conn, names["sluice"][i], topic, end_lsn, n, timeout,
-                               f"backlog_sluice_{i + 1}")
+        with Broker(env) as broker:
+            broker.kafka.create_topic(topic, args.partitions)
+            timeout = max(120.0, 20 * r["seconds"])
+            cpu0 = broker.cpu_seconds()
+            s = run_sluice_backlog(env, broker.kafka, conn, names["sluice"][i], topic, end_lsn, n, timeout,
+                                   f"backlog_sluice_{i + 1}")
+            s["broker_cpu_seconds"] = broker.cpu_seconds() - cpu0
         drop_slot(conn, names["sluice"][i])
         results["sluice"].append(s)
         if s["seconds_slot"]:
@@ -412,8 +469,11 @@ def throughput(env, kafka, conn, args):
                 f"peak RSS {s['peak_rss_kb'] / 1024:.0f} MB")
 
         topic = f"bench_naive_{env.run_id}_{i + 1}"
-        kafka.create_topic(topic, args.partitions)
-        c = run_naive(env, kafka, names["naive"][i], topic, end_lsn, n)
+        with Broker(env) as broker:
+            broker.kafka.create_topic(topic, args.partitions)
+            cpu0 = broker.cpu_seconds()
+            c = run_naive(env, broker.kafka, names["naive"][i], topic, end_lsn, n)
+            c["broker_cpu_seconds"] = broker.cpu_seconds() - cpu0
         drop_slot(conn, names["naive"][i])
         results["naive"].append(c)
         log(f"run {i + 1}/{runs} naive: {c['seconds']:.2f} s = {n / c['seconds']:,.0f} changes/s"
@@ -425,7 +485,7 @@ def throughput(env, kafka, conn, args):
 # One large transaction
 # ---------------------------------------------------------------------------------------------
 
-def big_transaction(env, kafka, conn, args):
+def big_transaction(env, conn, args):
     rows = args.big_rows
     slot = "sluice_big"
     sql_one(conn, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
@@ -438,9 +498,10 @@ def big_transaction(env, kafka, conn, args):
     writer.close()
     end_lsn = current_lsn(conn)
     topic = f"bench_big_{env.run_id}"
-    kafka.create_topic(topic, args.partitions)
-    result = run_sluice_backlog(env, kafka, conn, slot, topic, end_lsn, rows, max(180.0, rows / 2000),
-                                "big_transaction")
+    with Broker(env) as broker:
+        broker.kafka.create_topic(topic, args.partitions)
+        result = run_sluice_backlog(env, broker.kafka, conn, slot, topic, end_lsn, rows, max(180.0, rows / 2000),
+                                    "big_transaction")
     drop_slot(conn, slot)
     result["rows"] = rows
     result["write_seconds"] = write_seconds
@@ -629,7 +690,16 @@ KINDS = {
 }
 
 
-def latency_at(env, kafka, conn, rate, args, kind="sluice", message_bytes=600):
+def latency_at(env, conn, rate, args, kind="sluice", message_bytes=600):
+    broker = Broker(env) if kind != "pg_floor" else None
+    try:
+        return _latency_at(env, broker.kafka if broker else None, conn, rate, args, kind, message_bytes)
+    finally:
+        if broker:
+            broker.stop()
+
+
+def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
     """One latency run at `rate` changes/s: sluice; the PostgreSQL floor (a bare pgoutput client on
     the same writer); or the Kafka floor (a bare producer with sluice's settings, no PostgreSQL)."""
     topic = f"bench_lat_{kind}_{rate}_{env.run_id}"
@@ -737,14 +807,14 @@ def latency_at(env, kafka, conn, rate, args, kind="sluice", message_bytes=600):
     return result
 
 
-def latency(env, kafka, conn, args):
+def latency(env, conn, args):
     results = {"sluice": [], "pg_floor": [], "kafka_floor": []}
     for rate in [int(r) for r in args.rates.split(",") if r]:
-        s = latency_at(env, kafka, conn, rate, args)
+        s = latency_at(env, conn, rate, args)
         results["sluice"].append(s)
         if not args.no_floor:
-            results["pg_floor"].append(latency_at(env, kafka, conn, rate, args, kind="pg_floor"))
-            results["kafka_floor"].append(latency_at(env, kafka, conn, rate, args, kind="kafka_floor",
+            results["pg_floor"].append(latency_at(env, conn, rate, args, kind="pg_floor"))
+            results["kafka_floor"].append(latency_at(env, conn, rate, args, kind="kafka_floor",
                                                      message_bytes=int(s["mean_message_bytes"] or 600)))
     return results
 
@@ -753,39 +823,57 @@ def latency(env, kafka, conn, args):
 # Profile (optional)
 # ---------------------------------------------------------------------------------------------
 
-def profile(env, kafka, conn, args):
+PLUMBING = re.compile(r"^(start_thread|clone3?|__clone|NSThreadStart\(_:\)|Thread\.main\(\)|0x[0-9a-f]+|0+|"
+                      r"entry_SYSCALL_64_after_hwframe|do_syscall_64)$")
+
+
+def perf_table(data, children):
+    """(percent, symbol) rows of `perf report`, demangled; children=True gives inclusive cost."""
+    cmd = ["perf", "report", "-i", data, "--stdio", "-g", "none", "--sort", "sym", "--percent-limit", "0.5",
+           "--children" if children else "--no-children"]
+    report = subprocess.run(cmd, capture_output=True, text=True).stdout
+    report = subprocess.run(["swift", "demangle", "--simplified"], input=report, capture_output=True,
+                            text=True).stdout or report
+    rows = []
+    for line in report.splitlines():
+        if children:
+            m = re.match(r"^\s*([\d.]+)%\s+([\d.]+)%\s+\[(.)\]\s+(.*?)\s*$", line)
+            if m:
+                rows.append((float(m.group(1)), float(m.group(2)), m.group(3), m.group(4)))
+        else:
+            m = re.match(r"^\s*([\d.]+)%\s+\[(.)\]\s+(.*?)\s*$", line)
+            if m:
+                rows.append((float(m.group(1)), float(m.group(1)), m.group(2), m.group(3)))
+    return rows
+
+
+def profile(env, conn, args):
+    """sluice under `perf record` (cpu-clock, frame-pointer call graphs) on a backlog. (valgrind 3.19,
+    the callgrind Debian 12 ships, cannot run this Swift 6.3 binary: it fails on its DWARF 5 debug
+    info, and without debug info it crashes when the first thread starts.)"""
     slot = "sluice_profile"
     sql_one(conn, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    # A fresh id range above everything earlier parts wrote, so the workload's id bookkeeping holds.
+    start_id = (sql_one(conn, "SELECT coalesce(max(id), 0) FROM public.bench") or 0) + 10_000_000
     writer = env.connect(autocommit=False)
-    workload.write(writer, args.profile_changes, seed=7)
+    workload.write(writer, args.profile_changes, seed=7, start_id=start_id)
     writer.close()
     end_lsn = current_lsn(conn)
     topic = f"bench_profile_{env.run_id}"
-    kafka.create_topic(topic, args.partitions)
-    out = os.path.join(env.workdir, "callgrind.out")
-    log(f"profile: sluice under callgrind on {args.profile_changes:,} changes")
-    result = run_sluice_backlog(env, kafka, conn, slot, topic, end_lsn, args.profile_changes, 1200, "profile",
-                                wrapper=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"))
+    data = os.path.join(env.workdir, "perf.data")
+    log(f"profile: sluice under perf record on {args.profile_changes:,} changes")
+    with Broker(env) as broker:
+        broker.kafka.create_topic(topic, args.partitions)
+        # perf stops on SIGTERM and then stops sluice with SIGTERM.
+        result = run_sluice_backlog(env, broker.kafka, conn, slot, topic, end_lsn, args.profile_changes, 600,
+                                    "profile", wrapper=("perf", "record", "-q", "-o", data, "-e", "cpu-clock",
+                                                        "-F", "1999", "-g", "--"))
     drop_slot(conn, slot)
-    report = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--tree=none", "--threshold=100", out],
-                            capture_output=True, text=True).stdout
-    demangled = subprocess.run(["swift", "demangle", "--simplified"], input=report, capture_output=True,
-                               text=True).stdout or report
-    total = None
-    rows = []
-    for line in demangled.splitlines():
-        m = re.match(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*?)\s*$", line)
-        if m and "PROGRAM TOTALS" in line:
-            total = m.group(1)
-            continue
-        if m:
-            name = m.group(3)
-            name = re.sub(r"^\S+?:", "", name, count=1) if name.startswith("???:") or ":" in name[:200] else name
-            rows.append((float(m.group(2)), name.split(" [")[0]))
-    result["callgrind_total"] = total
-    result["top"] = rows[:args.profile_top]
-    with open(os.path.join(env.workdir, "callgrind.txt"), "w") as f:
-        f.write(demangled)
+    inclusive = perf_table(data, children=True)
+    exclusive = perf_table(data, children=False)
+    result["inclusive"] = [r for r in inclusive if not PLUMBING.match(r[3])][:args.profile_top]
+    result["exclusive"] = exclusive[:args.profile_top]
+    result["perf_data"] = data
     return result
 
 
@@ -886,9 +974,10 @@ def render(results, args):
     w(f"| CPU | {m['cores']} cores, {m['cpu_model']} |")
     w(f"| memory | {m['memory_gib']} GiB |")
     w(f"| OS | {m['os']}, Linux {m['kernel']} |")
-    w(f"| load average at start | {' '.join(m['loadavg_at_start'])} |")
+    w(f"| load average (1/5/15 min) | {' '.join(m['loadavg_at_start'])} at the start, "
+      f"{' '.join(results.get('loadavg_at_end', ['?']))} at the end (other work on the machine shows here) |")
     w(f"| PostgreSQL | {m['postgres']} (wal2json {m['wal2json']}) |")
-    w(f"| broker | {m['broker']} (Kafka protocol), topics with {args.partitions} partitions |")
+    w(f"| broker | {m['broker']} (Kafka protocol), a fresh one per measurement, topics with {args.partitions} partitions |")
     w(f"| sluice | commit {m['sluice_commit']}, release build, {m['swift']} |")
     w(f"| librdkafka | {m['librdkafka']} (sluice), kcat {m['kcat']} |")
     w("")
@@ -906,34 +995,37 @@ def render(results, args):
           f"All slots start at the same LSN ({t['start_lsn']}) and read to {t['end_lsn']}. "
           f"MB/s = WAL bytes of the workload per second, the same yardstick for all three.")
         w("")
-        w("| pipeline | changes/s | MB/s | seconds (median) | seconds (each run) | CPU s per 100k changes |")
-        w("|---|---:|---:|---:|---|---:|")
+        w("| pipeline | changes/s | MB/s | seconds (median) | seconds (each run) | client CPU s per 100k changes "
+          "| broker CPU s per 100k changes |")
+        w("|---|---:|---:|---:|---|---:|---:|")
 
-        def row(name, secs, cpus, note=""):
+        def row(name, secs, cpus, broker_cpus=()):
             med = median(secs)
             cpu = median(cpus)
+            bcpu = median(list(broker_cpus))
             if med is None:
-                w(f"| {name} | failed | | | {note} | |")
+                w(f"| {name} | failed | | | | | |")
                 return None
             each = ", ".join("failed" if s is None else f"{s:.2f}" for s in secs)
             w(f"| {name} | {n / med:,.0f} | {t['wal_bytes'] / med / 1e6:.1f} | {med:.2f} | {each} | "
-              f"{'-' if cpu is None else f'{cpu / n * 1e5:.2f}'} |")
+              f"{'-' if cpu is None else f'{cpu / n * 1e5:.2f}'} | {'-' if bcpu is None else f'{bcpu / n * 1e5:.2f}'} |")
             return n / med
 
         ceiling = row("(a) ceiling: `pg_recvlogical` pgoutput → /dev/null",
                       [r["seconds"] for r in t["ceiling"]], [r["cpu_seconds"] for r in t["ceiling"]])
         sl_secs = [None if r["failure"] else r["seconds_slot"] for r in t["sluice"]]
         sluice = row("(b) **sluice** → Kafka, until the slot's confirmed_flush_lsn passes the end "
-                     "(every change acked)", sl_secs, [r["cpu_seconds"] for r in t["sluice"]])
+                     "(every change acked)", sl_secs, [r["cpu_seconds"] for r in t["sluice"]],
+                     [r.get("broker_cpu_seconds") for r in t["sluice"]])
         sl_broker = [None if r["failure"] else r["seconds_broker"] for r in t["sluice"]]
         summary["sluice_broker"] = row("(b′) sluice, until the broker's end offsets hold all changes", sl_broker,
             [r["cpu_seconds_broker"] for r in t["sluice"]])
         naive = row("(c) naive: `pg_recvlogical` wal2json \\| `kcat -P`",
                     [None if r["failure"] else r["seconds"] for r in t["naive"]],
-                    [r["cpu_seconds"] for r in t["naive"]])
+                    [r["cpu_seconds"] for r in t["naive"]], [r.get("broker_cpu_seconds") for r in t["naive"]])
         w("")
-        w("CPU s = user+sys of the client processes (sluice; pg_recvlogical; pg_recvlogical + kcat), "
-          "not of PostgreSQL's walsender or the broker.")
+        w("Client CPU s = user+sys of sluice; of pg_recvlogical; of pg_recvlogical + kcat (not PostgreSQL's "
+          "walsender). Broker CPU s = the broker process during the run (each run gets a fresh, empty broker).")
         w("")
         summary["ceiling"] = ceiling
         summary["sluice"] = sluice
@@ -1054,15 +1146,23 @@ def render(results, args):
         w("")
 
     prof = results.get("profile")
-    if prof and prof.get("top"):
-        w(f"### Profile: callgrind, {args.profile_changes:,}-change backlog, top {len(prof['top'])} by inclusive cost")
+    if prof and prof.get("inclusive"):
+        w(f"### Profile: sluice on a {args.profile_changes:,}-change backlog (`perf record -e cpu-clock -g`, all threads)")
         w("")
-        w(f"Total {prof['callgrind_total']} instructions (all threads).")
+        w(f"Top {len(prof['inclusive'])} functions by inclusive cost (share of sluice's CPU samples spent in the "
+          "function and what it calls; thread start-up frames left out):")
         w("")
-        w("| inclusive | function |")
+        w("| inclusive | self | function |")
+        w("|---:|---:|---|")
+        for total, own, kind, name in prof["inclusive"]:
+            w(f"| {total:.1f}% | {own:.1f}% | `{name[:150]}`{' (kernel)' if kind == 'k' else ''} |")
+        w("")
+        w(f"Top {len(prof['exclusive'])} by self cost:")
+        w("")
+        w("| self | function |")
         w("|---:|---|")
-        for share, name in prof["top"]:
-            w(f"| {share:.1f}% | `{name[:160]}` |")
+        for total, own, kind, name in prof["exclusive"]:
+            w(f"| {own:.1f}% | `{name[:150]}`{' (kernel)' if kind == 'k' else ''} |")
         w("")
 
     problems = []
@@ -1114,8 +1214,8 @@ def main():
     p.add_argument("--no-floor", action="store_true", help="latency: skip the floor runs")
     p.add_argument("--floor-seconds", type=int, default=15, help="latency: seconds per floor run")
     p.add_argument("--partitions", type=int, default=4, help="partitions of every topic")
-    p.add_argument("--profile", action="store_true", help="also run sluice under callgrind")
-    p.add_argument("--profile-changes", type=int, default=50_000)
+    p.add_argument("--profile", action="store_true", help="also profile sluice with perf record")
+    p.add_argument("--profile-changes", type=int, default=300_000)
     p.add_argument("--profile-top", type=int, default=10)
     p.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,big,latency")
     p.add_argument("--markdown", default=os.path.join(ROOT, "BENCHMARKS.md"),
@@ -1128,7 +1228,6 @@ def main():
     started = time.monotonic()
     conn = env.connect()
     allow_wal2json(conn)
-    kafka = Kafka(env.kafka)
     with conn.cursor() as cur:
         cur.execute(workload.TABLE_DDL)
         cur.execute(f"CREATE PUBLICATION {PUBLICATION} FOR TABLE public.bench")
@@ -1137,14 +1236,15 @@ def main():
     log("machine: " + json.dumps(results["machine"]))
 
     if "throughput" not in skip:
-        results["throughput"] = throughput(env, kafka, conn, args)
+        results["throughput"] = throughput(env, conn, args)
     if "big" not in skip and args.big_rows > 0:
-        results["big_transaction"] = big_transaction(env, kafka, conn, args)
+        results["big_transaction"] = big_transaction(env, conn, args)
     if "latency" not in skip:
-        results["latency"] = latency(env, kafka, conn, args)
+        results["latency"] = latency(env, conn, args)
     if args.profile:
-        results["profile"] = profile(env, kafka, conn, args)
+        results["profile"] = profile(env, conn, args)
     results["duration_s"] = time.monotonic() - started
+    results["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
 
     if args.json:  # raw results first, so a rendering problem loses nothing
         os.makedirs(os.path.dirname(args.json), exist_ok=True)

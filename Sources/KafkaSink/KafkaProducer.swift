@@ -41,6 +41,9 @@ public final class KafkaProducer: @unchecked Sendable {
     private var topics: [String: OpaquePointer] = [:]
     private let topicsLock = Mutex(())
     private let stopPolling = Atomic<Bool>(false)
+    private let lastError = Mutex<KafkaError?>(nil)
+    /// The largest number of messages librdkafka put in one produce batch (from its statistics).
+    public let largestBatch = Atomic<Int>(0)
     private let pollerDone = DispatchSemaphore(value: 0)
 
     /// Creates the producer; the error names the librdkafka property that was refused.
@@ -59,7 +62,8 @@ public final class KafkaProducer: @unchecked Sendable {
         }
         // librdkafka's own log lines come through the event queue too, into swift-log, not stderr.
         rd_kafka_conf_set(conf, "log.queue", "true", &errorText, errorText.count)
-        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
+        rd_kafka_conf_set(conf, "statistics.interval.ms", "1000", &errorText, errorText.count)
+        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG | RD_KAFKA_EVENT_STATS))
         guard let producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errorText, errorText.count) else {
             throw KafkaError(configuration: "could not create the Kafka producer: \(Self.text(errorText))")
         }
@@ -117,6 +121,15 @@ public final class KafkaProducer: @unchecked Sendable {
         return found
     }
 
+    /// Fails every queued and in-flight message now (each gets a delivery report with an error);
+    /// used before retiring a producer that hit a fatal error.
+    public func purge() {
+        rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+    }
+
+    /// True once librdkafka raised a fatal error: this producer can send nothing more.
+    public var hasFatalError: Bool { rd_kafka_fatal_error(handle, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR }
+
     /// Messages handed to librdkafka and not yet reported.
     public var outstanding: Int { Int(rd_kafka_outq_len(handle)) }
 
@@ -157,6 +170,12 @@ public final class KafkaProducer: @unchecked Sendable {
             case RD_KAFKA_EVENT_ERROR:
                 let code = rd_kafka_event_error(event)
                 let text = String(cString: rd_kafka_event_error_string(event))
+                let error = KafkaError(code: code.rawValue, message: text)
+                lastError.withLock { $0 = error }
+                if error.category == .authentication {
+                    logger.error("Kafka refused the credentials", metadata: ["error": "\(text)", "code": "\(error.name)"])
+                    continue
+                }
                 if rd_kafka_event_error_is_fatal(event) != 0 {
                     var fatalText = [CChar](repeating: 0, count: 512)
                     let fatal = rd_kafka_fatal_error(handle, &fatalText, fatalText.count)
@@ -166,6 +185,8 @@ public final class KafkaProducer: @unchecked Sendable {
                     logger.warning("Kafka client error", metadata: ["error": "\(text)",
                                                                     "code": "\(KafkaError(code: code.rawValue).name)"])
                 }
+            case RD_KAFKA_EVENT_STATS:
+                if let json = rd_kafka_event_stats(event) { recordStatistics(String(cString: json)) }
             case RD_KAFKA_EVENT_LOG:
                 // Errors also arrive as ERROR events; log lines are detail for debugging.
                 var facility: UnsafePointer<CChar>?
@@ -177,6 +198,20 @@ public final class KafkaProducer: @unchecked Sendable {
                 }
             default:
                 break
+            }
+        }
+    }
+
+    /// The most recent error librdkafka reported about its connections (TLS, authentication, transport).
+    public var lastClientError: KafkaError? { lastError.withLock { $0 } }
+
+    /// Keeps the largest batch size seen (`topics.*.batchcnt.max` of librdkafka's statistics).
+    private func recordStatistics(_ json: String) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let topics = object["topics"] as? [String: Any] else { return }
+        for case let topic as [String: Any] in topics.values {
+            if let batches = topic["batchcnt"] as? [String: Any], let largest = batches["max"] as? Int {
+                largestBatch.max(largest, ordering: .relaxed)
             }
         }
     }

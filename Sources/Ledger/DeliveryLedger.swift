@@ -56,19 +56,8 @@ public final class DeliveryLedger: Sendable {
 
     /// Writes messages durably; a message already parked (same sink and position) is kept as it was.
     public func park(_ messages: [ParkedMessage]) throws {
-        guard !messages.isEmpty else { return }
-        try database.write { db in
-            let statement = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO parked (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, value,
-                  deliver_count, last_error, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            for message in messages {
-                try statement.execute(arguments: [
-                    message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
-                    message.position.commitIndex, message.table, message.topic, message.key.map { Data($0) },
-                    Data(message.value), message.deliverCount, message.lastError, message.parkedAt.timeIntervalSince1970,
-                ])
-            }
+        for (sink, group) in Dictionary(grouping: messages, by: \.sink) {
+            try apply(park: group, unpark: [], attempts: [], sink: sink)
         }
     }
 
@@ -103,6 +92,36 @@ public final class DeliveryLedger: Sendable {
 
     public func parkedCount(sink: String) throws -> Int {
         try database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM parked WHERE sink = ?", arguments: [sink]) ?? 0 }
+    }
+
+    /// Parks, unparks and records attempts in one transaction (one fsync).
+    public func apply(park messages: [ParkedMessage], unpark positions: [MessagePosition],
+                      attempts: [(position: MessagePosition, deliverCount: Int, error: String)], sink: String) throws {
+        guard !messages.isEmpty || !positions.isEmpty || !attempts.isEmpty else { return }
+        try database.write { db in
+            let insert = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO parked (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, value,
+                  deliver_count, last_error, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for message in messages {
+                try insert.execute(arguments: [
+                    message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
+                    message.position.commitIndex, message.table, message.topic, message.key.map { Data($0) },
+                    Data(message.value), message.deliverCount, message.lastError, message.parkedAt.timeIntervalSince1970,
+                ])
+            }
+            let delete = try db.cachedStatement(sql: "DELETE FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?")
+            for position in positions {
+                try delete.execute(arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex])
+            }
+            let update = try db.cachedStatement(sql: """
+                UPDATE parked SET deliver_count = ?, last_error = ? WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?
+                """)
+            for attempt in attempts {
+                try update.execute(arguments: [attempt.deliverCount, attempt.error, sink,
+                                               Int64(bitPattern: attempt.position.commitLSN.rawValue), attempt.position.commitIndex])
+            }
+        }
     }
 
     /// Records a failed attempt of a parked message.

@@ -36,7 +36,8 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     let sink: SinkConfig
-    let producer: KafkaProducer
+    /// Creates this sink's producer; called again when one hits a fatal error.
+    let makeProducer: () throws -> KafkaProducer
     let ledger: DeliveryLedger
     let logger: Logger
     let metrics: SinkMetrics
@@ -56,13 +57,18 @@ final class Dispatcher: @unchecked Sendable {
     private var recentlyDelivered = Deque<DeliveredMessage>()
     private var deliveredUnsaved = 0
     private var stopping = false
+    private var producer: KafkaProducer
+    /// Producers replaced after a fatal error, kept until their last delivery reports came back.
+    private var retiredProducers: [KafkaProducer] = []
+    private var producerFailed = false
     private var worker: Thread?
     private let workerDone = DispatchSemaphore(value: 0)
 
-    init(sink: SinkConfig, producer: KafkaProducer, ledger: DeliveryLedger, logger: Logger, metrics: SinkMetrics,
-         settle: @escaping @Sendable ([UInt]) -> Void) throws {
+    init(sink: SinkConfig, makeProducer: @escaping () throws -> KafkaProducer, ledger: DeliveryLedger, logger: Logger,
+         metrics: SinkMetrics, settle: @escaping @Sendable ([UInt]) -> Void) throws {
         self.sink = sink
-        self.producer = producer
+        self.makeProducer = makeProducer
+        self.producer = try makeProducer()
         self.ledger = ledger
         self.logger = logger
         self.metrics = metrics
@@ -155,6 +161,7 @@ final class Dispatcher: @unchecked Sendable {
         nextID += 1
         inFlightByID[id] = outgoing.group
         if groups[outgoing.group]?.inFlight?.firstAttemptAt == nil { groups[outgoing.group]?.inFlight?.firstAttemptAt = Date() }
+        let producer = self.producer
         lock.unlock()
         let nowInFlight = metrics.inFlight.add(1, ordering: .relaxed).newValue
         metrics.inFlightPeak.max(nowInFlight, ordering: .relaxed)
@@ -185,6 +192,7 @@ final class Dispatcher: @unchecked Sendable {
             if let error = report.error, error.category != .messageTooLarge {
                 // Failed: park this message and everything behind it, retry from the ledger later.
                 outgoing.lastError = error.description
+                if error.category == .fatal { producerFailed = true }
                 metrics.failedAttempts.add(1, ordering: .relaxed)
                 if outgoing.isParked {
                     pendingAttempts.append((outgoing.position, outgoing.deliverCount, error.description))
@@ -293,6 +301,7 @@ final class Dispatcher: @unchecked Sendable {
                 lock.lock()
                 pendingParks.insert(contentsOf: parks, at: 0)
                 pendingUnparks.insert(contentsOf: unparks, at: 0)
+                pendingAttempts.insert(contentsOf: attempts, at: 0)
                 lock.unlock()
                 Thread.sleep(forTimeInterval: 1)
                 continue
@@ -305,22 +314,66 @@ final class Dispatcher: @unchecked Sendable {
                 lastDeliveredSave = Date()
             }
             if exit { return }
+            replaceProducerIfFailed()
             retryDueGroups()
         }
     }
 
+    /// A producer that hit a fatal error (e.g. the broker lost its idempotence state) can send
+    /// nothing more: replace it, and fail what it still holds so those messages are parked and retried.
+    private func replaceProducerIfFailed() {
+        lock.lock()
+        let failed = producerFailed || producer.hasFatalError
+        let retired = retiredProducers
+        retiredProducers.removeAll { $0.outstanding == 0 }
+        lock.unlock()
+        _ = retired // producers released here, on this thread, never on their own event thread
+        guard failed else { return }
+        let replacement: KafkaProducer
+        do { replacement = try makeProducer() } catch {
+            logger.error("could not create a new Kafka producer; retrying", metadata: ["sink": "\(sink.name)", "error": "\(error)"])
+            return
+        }
+        lock.lock()
+        let old = producer
+        producer = replacement
+        producerFailed = false
+        retiredProducers.append(old)
+        lock.unlock()
+        logger.warning("the Kafka producer hit a fatal error; replaced it, unacknowledged messages are retried in order",
+                       metadata: ["sink": "\(sink.name)", "error": "\(old.lastClientError?.description ?? "")"])
+        old.purge()
+    }
+
+    /// Waits up to `timeout` seconds for the producer to hand over everything queued.
+    func flush(timeout: Double) {
+        lock.lock()
+        let producer = self.producer
+        lock.unlock()
+        producer.flush(timeout: timeout)
+    }
+
+    var largestBatch: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return ([producer] + retiredProducers).map { $0.largestBatch.load(ordering: .relaxed) }.max() ?? 0
+    }
+
+    /// The current producer, to probe the brokers at start.
+    var currentProducer: KafkaProducer {
+        lock.lock()
+        defer { lock.unlock() }
+        return producer
+    }
+
     private func writeLedger(parks: [OutgoingMessage], unparks: [MessagePosition], attempts: [(MessagePosition, Int, String)]) throws {
-        if !parks.isEmpty {
-            try ledger.park(parks.map { outgoing in
+        try ledger.apply(
+            park: parks.map { outgoing in
                 ParkedMessage(sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table,
                               topic: outgoing.message.topic, key: outgoing.message.key, value: outgoing.message.value,
                               deliverCount: outgoing.deliverCount, lastError: outgoing.lastError)
-            })
-        }
-        for position in unparks { try ledger.unpark(sink: sink.name, position: position) }
-        for (position, count, error) in attempts {
-            try ledger.recordAttempt(sink: sink.name, position: position, deliverCount: count, error: error)
-        }
+            },
+            unpark: unparks, attempts: attempts.map { (position: $0.0, deliverCount: $0.1, error: $0.2) }, sink: sink.name)
     }
 
     private func saveDelivered() {

@@ -14,7 +14,6 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let config: SinkConfig
         let encoder: MessageEncoder
         let dispatcher: Dispatcher
-        let producer: KafkaProducer
         let metrics: SinkMetrics
     }
 
@@ -36,21 +35,22 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             // A message not acknowledged within park_after comes back as failed, and its group is parked.
             properties.removeAll { $0.0 == "message.timeout.ms" }
             properties.append(("message.timeout.ms", String(Int(sink.parkAfter * 1000))))
-            let producer = try KafkaProducer(properties: properties, logger: logger) { reports in
-                slots.dispatcher(index)?.delivered(reports)
+            let makeProducer = {
+                try KafkaProducer(properties: properties, logger: logger) { reports in
+                    slots.dispatcher(index)?.delivered(reports)
+                }
             }
             let metrics = SinkMetrics()
-            let dispatcher = try Dispatcher(sink: sink, producer: producer, ledger: ledger, logger: logger, metrics: metrics) {
-                [weak self] tokens in self?.settle(tokens)
-            }
+            let dispatcher = try Dispatcher(sink: sink, makeProducer: makeProducer, ledger: ledger, logger: logger,
+                                            metrics: metrics) { [weak self] tokens in self?.settle(tokens) }
             slots.set(index, dispatcher)
             let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name), databaseName: databaseName)
-            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, producer: producer, metrics: metrics))
+            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics))
         }
     }
 
     /// Producers, to probe the brokers at start.
-    public var producers: [(name: String, producer: KafkaProducer)] { sinks.map { ($0.config.name, $0.producer) } }
+    public var producers: [(name: String, producer: KafkaProducer)] { sinks.map { ($0.config.name, $0.dispatcher.currentProducer) } }
 
     // MARK: - ChangeConsumer
 
@@ -95,7 +95,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     public func drain(timeout: Double) {
         let deadline = Date().addingTimeInterval(timeout)
         for sink in sinks {
-            sink.producer.flush(timeout: max(0, deadline.timeIntervalSinceNow))
+            sink.dispatcher.flush(timeout: max(0, deadline.timeIntervalSinceNow))
         }
         while tracker.withLock({ $0.outstanding }) > 0, Date() < deadline {
             capacity.lock()
@@ -109,7 +109,10 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         }
         for sink in sinks {
             sink.dispatcher.stop()
-            logger.info("sink totals", metadata: sink.metrics.summary.mapValues { "\($0)" }.merging(["sink": "\(sink.config.name)"]) { $1 })
+            var totals: Logger.Metadata = sink.metrics.summary.mapValues { "\($0)" }
+            totals["sink"] = "\(sink.config.name)"
+            totals["largest_batch"] = "\(sink.dispatcher.largestBatch)"
+            logger.info("sink totals", metadata: totals)
         }
     }
 

@@ -2,7 +2,7 @@
 /// so the hot path does not look types up.
 public indirect enum ValueKind: Hashable, Sendable {
     case bool
-    /// Integers and oids: the text is already a JSON number.
+    /// Integers, oids and transaction ids: the text is already a JSON number.
     case integer
     /// float4/float8: a number, except NaN and ±Infinity, which become strings.
     case float
@@ -12,35 +12,70 @@ public indirect enum ValueKind: Hashable, Sendable {
     case json
     case timestamptz
     case timestamp
+    /// date: ISO 8601 (`2026-11-29`; BC years astronomical, `-0043-03-15`; years past 9999 signed,
+    /// `+12345-01-02`); ±infinity as text.
+    case date
     case interval
     case array(element: ValueKind, delimiter: UInt8)
-    /// Everything else (text, uuid, enums, bytea as `\x…`, dates, unknown types): the text form.
+    /// A composite (row) type: a JSON object keyed by attribute name, each attribute converted by its kind.
+    case composite(fields: [Field])
+    /// Everything else (text, uuid, enums, bytea as `\x…`, time, timetz, money, network, geometric,
+    /// bit strings, xml, text search, ranges and multiranges, extension types such as citext and
+    /// hstore, unknown types): the text form, as a JSON string.
     case text
+
+    /// One attribute of a composite type.
+    public struct Field: Hashable, Sendable {
+        public var name: String
+        public var kind: ValueKind
+
+        public init(name: String, kind: ValueKind) {
+            self.name = name
+            self.kind = kind
+        }
+    }
 
     /// The kind for a built-in type OID, or nil when the OID is not built in (look it up in the catalog).
     public static func builtin(oid: UInt32) -> ValueKind? {
+        let comma = UInt8(ascii: ",")
         switch oid {
         case 16: return .bool
-        case 20, 21, 23, 26, 28, 29: return .integer // int8, int2, int4, oid, xid, cid
+        case 20, 21, 23, 26, 28, 29, 5069: return .integer // int8, int2, int4, oid, xid, cid, xid8
         case 700, 701: return .float
         case 1700: return .numeric
         case 114, 3802: return .json
         case 1184: return .timestamptz
         case 1114: return .timestamp
+        case 1082: return .date
         case 1186: return .interval
-        case 1000: return .array(element: .bool, delimiter: 44)
-        case 1005, 1007, 1016, 1028: return .array(element: .integer, delimiter: 44)
-        case 1021, 1022: return .array(element: .float, delimiter: 44)
-        case 1231: return .array(element: .numeric, delimiter: 44)
-        case 199, 3807: return .array(element: .json, delimiter: 44)
-        case 1185: return .array(element: .timestamptz, delimiter: 44)
-        case 1115: return .array(element: .timestamp, delimiter: 44)
-        case 1187: return .array(element: .interval, delimiter: 44)
-        case 1020: return .array(element: .text, delimiter: 59) // box[] uses ';'
-        case 1001, 1002, 1003, 1009, 1014, 1015, 1182, 1183, 1270, 2951, 1041, 651, 1040, 775, 1561, 1563:
-            return .array(element: .text, delimiter: 44)
-        case 17, 18, 19, 25, 1042, 1043, 2950, 1082, 1083, 1266, 869, 650, 829, 774, 1560, 1562, 142, 3614,
-             3615, 600, 601, 602, 603, 604, 628, 718, 790, 3220:
+        // Arrays of the kinds above.
+        case 1000: return .array(element: .bool, delimiter: comma)
+        case 1005, 1007, 1016, 1028, 1011, 1012, 271: return .array(element: .integer, delimiter: comma)
+        case 1021, 1022: return .array(element: .float, delimiter: comma)
+        case 1231: return .array(element: .numeric, delimiter: comma)
+        case 199, 3807: return .array(element: .json, delimiter: comma)
+        case 1185: return .array(element: .timestamptz, delimiter: comma)
+        case 1115: return .array(element: .timestamp, delimiter: comma)
+        case 1182: return .array(element: .date, delimiter: comma)
+        case 1187: return .array(element: .interval, delimiter: comma)
+        case 1020: return .array(element: .text, delimiter: UInt8(ascii: ";")) // box[] uses ';'
+        // Arrays of text-form types: bytea, "char", name, text, bpchar, varchar, time, timetz, uuid,
+        // inet, cidr, macaddr, macaddr8, bit, varbit, xml, tsvector, tsquery, point, lseg, path,
+        // polygon, line, circle, money, pg_lsn, int2vector, oidvector, tid, jsonpath, reg*, aclitem,
+        // txid_snapshot, pg_snapshot, refcursor, ranges, multiranges.
+        case 1001, 1002, 1003, 1009, 1014, 1015, 1183, 1270, 2951, 1041, 651, 1040, 775, 1561, 1563, 143,
+             3643, 3645, 1017, 1018, 1019, 1027, 629, 719, 791, 3221, 1006, 1013, 1010, 4073, 1008, 2207,
+             2208, 2209, 2210, 2211, 3735, 3770, 4090, 4097, 4192, 1034, 2949, 5039, 2201,
+             3905, 3907, 3909, 3911, 3913, 3927, 6150, 6151, 6152, 6153, 6155, 6157:
+            return .array(element: .text, delimiter: comma)
+        // Text-form types. int2vector and oidvector (22, 30) are listed so that the catalog's
+        // array category does not claim them: their text is space-separated, not `{…}`.
+        case 17, 18, 19, 25, 1042, 1043, 2950, 1083, 1266, 869, 650, 829, 774, 1560, 1562, 142, 3614,
+             3615, 600, 601, 602, 603, 604, 628, 718, 790, 3220, 22, 30, 27, 4072, 24, 2202, 2203, 2204,
+             2205, 2206, 3734, 3769, 4089, 4096, 4191, 1033, 2970, 5038, 1790,
+             // Ranges and multiranges keep their text form, e.g. `[1,10)`, `{[1,3),[5,7)}`, `empty`:
+             // bounds, inclusivity and emptiness stay exact, and the form is PostgreSQL's own input syntax.
+             3904, 3906, 3908, 3910, 3912, 3926, 4451, 4532, 4533, 4534, 4535, 4536:
             return .text
         default: return nil
         }

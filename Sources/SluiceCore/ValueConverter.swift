@@ -38,15 +38,21 @@ public enum ValueConverter {
         case .bool:
             json.bool(text.first == UInt8(ascii: "t"))
         case .integer:
-            json.raw(text)
+            // Always digits from the server; anything else (a stale composite attribute type) stays text
+            // rather than break the message.
+            if isJSONNumber(text) { json.raw(text) } else { json.string(utf8: text) }
         case .float, .numeric:
-            if isSpecialNumber(text) { json.string(utf8: text) } else { json.raw(text) }
+            // PostgreSQL ≥ 12 prints floats in their shortest exact form when extra_float_digits > 0
+            // (`1.1`, `1e+20`, `1e-07`, `-0`): all JSON numbers. numeric never uses an exponent.
+            if isJSONNumber(text) { json.raw(text) } else { json.string(utf8: text) }
         case .json:
             json.raw(text)
         case .timestamptz:
             writeTimestamp(text, withZone: true, to: &json)
         case .timestamp:
             writeTimestamp(text, withZone: false, to: &json)
+        case .date:
+            writeDate(text, to: &json)
         case .interval:
             writeInterval(text, to: &json)
         case .array(let element, let delimiter):
@@ -55,24 +61,85 @@ public enum ValueConverter {
                 // Not an array literal we understand: keep the text rather than invent a value.
                 json.string(utf8: text)
             }
+        case .composite(let fields):
+            var parser = CompositeLiteralParser(text: text)
+            if !parser.write(fields: fields, to: &json) {
+                // Not a row literal with these attributes (e.g. the type changed since it was looked up).
+                json.string(utf8: text)
+            }
         case .text:
             json.string(utf8: text)
         }
     }
 
-    /// NaN, Infinity and -Infinity have no JSON number form.
-    static func isSpecialNumber(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let first = text.first else { return true }
-        let letter = first == UInt8(ascii: "-") || first == UInt8(ascii: "+") ? text.dropFirst().first : first
-        guard let letter else { return true }
-        return letter == UInt8(ascii: "N") || letter == UInt8(ascii: "I") || letter == UInt8(ascii: "n")
-            || letter == UInt8(ascii: "i")
+    /// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`. Rejects NaN, Infinity
+    /// and anything else that is not a JSON number.
+    static func isJSONNumber(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        var index = 0
+        let count = text.count
+        @inline(__always) func isDigit(_ i: Int) -> Bool { i < count && text[i] >= 0x30 && text[i] <= 0x39 }
+        if index < count, text[index] == UInt8(ascii: "-") { index += 1 }
+        guard isDigit(index) else { return false }
+        if text[index] == UInt8(ascii: "0") {
+            index += 1
+        } else {
+            while isDigit(index) { index += 1 }
+        }
+        if index < count, text[index] == UInt8(ascii: ".") {
+            index += 1
+            guard isDigit(index) else { return false }
+            while isDigit(index) { index += 1 }
+        }
+        if index < count, text[index] == UInt8(ascii: "e") || text[index] == UInt8(ascii: "E") {
+            index += 1
+            if index < count, text[index] == UInt8(ascii: "+") || text[index] == UInt8(ascii: "-") { index += 1 }
+            guard isDigit(index) else { return false }
+            while isDigit(index) { index += 1 }
+        }
+        return index == count
     }
 
-    // MARK: - Timestamps
+    // MARK: - Dates and timestamps
 
-    /// `2026-11-29 10:00:00.5+00` → `2026-11-29T10:00:00.500000Z`; ±infinity and BC years kept
-    /// meaningful (`-0043-03-15T…` for 44 BC, ISO 8601's astronomical year numbering).
+    /// Writes the date part of an ISO-style value (`2026-11-29`, `0044-03-15` with `isBC`, `12345-01-02`)
+    /// as ISO 8601: BC years in astronomical numbering with a sign (44 BC → `-0043`, 1 BC → `0000`),
+    /// years past 9999 in the expanded form with a `+` (`+12345-01-02`), as java.time prints and parses them.
+    static func appendISODate<C: Collection>(_ datePart: C, isBC: Bool, to out: inout [UInt8]) where C.Element == UInt8 {
+        let yearDigits = datePart.prefix(while: { $0 != UInt8(ascii: "-") })
+        let rest = datePart.drop(while: { $0 != UInt8(ascii: "-") })
+        if isBC, let year = Int(String(decoding: yearDigits, as: UTF8.self)) {
+            let astronomical = String(year - 1)
+            if year > 1 { out.append(UInt8(ascii: "-")) } // 1 BC is year 0000
+            out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, 4 - astronomical.count)))
+            out.append(contentsOf: astronomical.utf8)
+        } else {
+            if yearDigits.count > 4 { out.append(UInt8(ascii: "+")) }
+            out.append(contentsOf: yearDigits)
+        }
+        out.append(contentsOf: rest)
+    }
+
+    /// `2026-11-29` stays; `0044-03-15 BC` → `-0043-03-15`; `12345-01-02` → `+12345-01-02`;
+    /// `infinity`/`-infinity` keep their text.
+    static func writeDate(_ text: UnsafeBufferPointer<UInt8>, to json: inout JSONWriter) {
+        guard let first = text.first, first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9") else {
+            json.string(utf8: text)
+            return
+        }
+        var datePart = text[...]
+        var isBC = false
+        if text.count > 3, text.suffix(3).elementsEqual(" BC".utf8) {
+            isBC = true
+            datePart = text.dropLast(3)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count + 2)
+        appendISODate(datePart, isBC: isBC, to: &out)
+        json.string(utf8: out)
+    }
+
+    /// `2026-11-29 10:00:00.5+00` → `2026-11-29T10:00:00.500000Z`; ±infinity keep their text;
+    /// BC and five-digit years as in `appendISODate` (`-0043-03-15T…`, `+12345-01-02T…`).
     static func writeTimestamp(_ text: UnsafeBufferPointer<UInt8>, withZone: Bool, to json: inout JSONWriter) {
         var chars = Array(text)
         guard let space = chars.firstIndex(of: UInt8(ascii: " ")), space > 0,
@@ -93,15 +160,7 @@ public enum ValueConverter {
         }
         var out: [UInt8] = []
         out.reserveCapacity(32)
-        if isBC, let year = Int(String(decoding: datePart.prefix(while: { $0 != UInt8(ascii: "-") }), as: UTF8.self)) {
-            let astronomical = String(year - 1)
-            if year > 1 { out.append(UInt8(ascii: "-")) } // 1 BC is year 0000
-            out.append(contentsOf: String(repeating: "0", count: max(0, 4 - astronomical.count)).utf8)
-            out.append(contentsOf: astronomical.utf8)
-            out.append(contentsOf: datePart.drop(while: { $0 != UInt8(ascii: "-") }))
-        } else {
-            out.append(contentsOf: datePart)
-        }
+        appendISODate(datePart, isBC: isBC, to: &out)
         out.append(UInt8(ascii: "T"))
         // hh:mm:ss then always six fractional digits.
         if let dot = timePart.firstIndex(of: UInt8(ascii: ".")) {

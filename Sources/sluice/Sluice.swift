@@ -106,14 +106,21 @@ struct Check: AsyncParsableCommand {
         silent.logLevel = .critical
         for (index, sink) in config.sinks.enumerated() {
             let hosts = sink.destination.hosts.map(\.description).joined(separator: ",")
+            let path = "sinks[\(index)].destination"
+            let producer: KafkaProducer
             do {
                 let properties = KafkaSettings.securityProperties(for: sink.destination)
                     + [("bootstrap.servers", hosts), ("client.id", "sluice-check")]
-                let producer = try KafkaProducer(properties: properties, logger: silent) { _ in }
+                producer = try KafkaProducer(properties: properties, logger: silent) { _ in }
+            } catch {
+                problems.append("\(path): \(error)")
+                continue
+            }
+            do {
                 try producer.checkConnection(timeout: 10)
                 report.append("sinks[\(index)] \(sink.name): Kafka at \(hosts) answered")
             } catch {
-                problems.append("sinks[\(index)].destination.hosts: cannot reach Kafka at \(hosts) — \(error)")
+                problems.append(Self.explain(error, cause: producer.lastClientError, path: path, hosts: hosts))
             }
         }
 
@@ -123,5 +130,17 @@ struct Check: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print("configuration is valid")
+    }
+
+    /// One line saying which setting to look at: credentials, TLS, or the hosts.
+    static func explain(_ error: KafkaError, cause: KafkaError?, path: String, hosts: String) -> String {
+        guard let cause else { return "\(path).hosts: cannot reach Kafka at \(hosts) — \(error)" }
+        if cause.category == .authentication {
+            return "\(path).username: Kafka at \(hosts) refused the credentials (authentication failed) — \(cause.message)"
+        }
+        if cause.message.contains("certificate verify failed") || cause.message.contains("could not be verified") {
+            return "\(path).tls: the broker's TLS certificate did not verify (check ca_file) — \(cause.message)"
+        }
+        return "\(path).hosts: cannot reach Kafka at \(hosts) — \(error); \(cause.message)"
     }
 }

@@ -35,6 +35,10 @@ struct ValueConverterTests {
         Case("1.5", .float, "1.5"),
         Case("-0.25", .float, "-0.25"),
         Case("1e+20", .float, "1e+20"),
+        Case("1e-07", .float, "1e-07"),
+        Case("1.1", .float, "1.1"),
+        Case("-0", .float, "-0"),
+        Case("3.4028235e+38", .float, "3.4028235e+38"),
         Case("NaN", .float, "\"NaN\""),
         Case("Infinity", .float, "\"Infinity\""),
         Case("-Infinity", .float, "\"-Infinity\""),
@@ -44,6 +48,7 @@ struct ValueConverterTests {
         Case("100", .numeric, "100"),
         Case("NaN", .numeric, "\"NaN\""),
         Case("Infinity", .numeric, "\"Infinity\""),
+        Case("0.00", .numeric, "0.00"),
         Case("-Infinity", .numeric, "\"-Infinity\""),
         // json / jsonb: embedded as is
         Case("{\"a\": [1, 2, {\"b\": null}]}", .json, "{\"a\": [1, 2, {\"b\": null}]}"),
@@ -61,7 +66,10 @@ struct ValueConverterTests {
         Case("0044-03-15 12:00:00+00 BC", .timestamptz, "\"-0043-03-15T12:00:00.000000Z\""),
         Case("0001-01-01 00:00:00+00 BC", .timestamptz, "\"0000-01-01T00:00:00.000000Z\""),
         Case("4714-11-24 00:00:00+00 BC", .timestamptz, "\"-4713-11-24T00:00:00.000000Z\""),
-        Case("12345-01-02 03:04:05.6+00", .timestamptz, "\"12345-01-02T03:04:05.600000Z\""),
+        // Years past 9999: ISO 8601's expanded form, with its sign (as java.time writes and reads it).
+        Case("12345-01-02 03:04:05.6+00", .timestamptz, "\"+12345-01-02T03:04:05.600000Z\""),
+        Case("294276-12-31 23:59:59.999999+00", .timestamptz, "\"+294276-12-31T23:59:59.999999Z\""),
+        Case("9999-12-31 23:59:59.999999+00", .timestamptz, "\"9999-12-31T23:59:59.999999Z\""),
         // A session outside UTC keeps its offset.
         Case("2026-11-29 15:30:00+05:30", .timestamptz, "\"2026-11-29T15:30:00.000000+05:30\""),
         Case("2026-11-29 02:00:00-08", .timestamptz, "\"2026-11-29T02:00:00.000000-08:00\""),
@@ -70,6 +78,16 @@ struct ValueConverterTests {
         Case("2026-11-29 10:00:00", .timestamp, "\"2026-11-29T10:00:00.000000\""),
         Case("2026-11-29 10:00:00.5", .timestamp, "\"2026-11-29T10:00:00.500000\""),
         Case("0044-03-15 12:00:00 BC", .timestamp, "\"-0043-03-15T12:00:00.000000\""),
+        Case("10000-01-01 00:00:00", .timestamp, "\"+10000-01-01T00:00:00.000000\""),
+        // date: ISO 8601 with the same year rules; ±infinity as text
+        Case("2026-11-29", .date, "\"2026-11-29\""),
+        Case("0044-03-15 BC", .date, "\"-0043-03-15\""),
+        Case("0001-01-01 BC", .date, "\"0000-01-01\""),
+        Case("0002-01-01 BC", .date, "\"-0001-01-01\""),
+        Case("4714-11-24 BC", .date, "\"-4713-11-24\""),
+        Case("5874897-12-31", .date, "\"+5874897-12-31\""),
+        Case("infinity", .date, "\"infinity\""),
+        Case("-infinity", .date, "\"-infinity\""),
         Case("infinity", .timestamp, "\"infinity\""),
         Case("-infinity", .timestamp, "\"-infinity\""),
         // interval, IntervalStyle iso_8601
@@ -85,6 +103,15 @@ struct ValueConverterTests {
         Case("2026-11-29", .text, "\"2026-11-29\""),
         Case("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", .text, "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\""),
         Case("\\x0102", .text, "\"\\\\x0102\""),
+        Case("$1,234.56", .text, "\"$1,234.56\""),
+        Case("[1,10)", .text, "\"[1,10)\""),
+        // A raw kind whose text is not a JSON number (a stale type) stays a string: never invalid JSON.
+        Case("abc", .integer, "\"abc\""),
+        Case("12abc", .numeric, "\"12abc\""),
+        Case("", .integer, "\"\""),
+        Case("1.", .float, "\"1.\""),
+        Case(".5", .numeric, "\".5\""),
+        Case("01", .integer, "\"01\""),
     ]
 
     @Test(arguments: scalars)
@@ -117,6 +144,40 @@ struct ValueConverterTests {
         let json = ValueConverter.convert(example.text, kind: example.kind)
         #expect(json == example.json)
         _ = try parseJSON(json) // and it is valid JSON
+    }
+
+    static let point = ValueKind.composite(fields: [.init(name: "x", kind: .integer), .init(name: "label", kind: .text)])
+    static let composites: [Case] = [
+        Case("(1,\"a b\")", point, "{\"x\":1,\"label\":\"a b\"}"),
+        Case("(,)", point, "{\"x\":null,\"label\":null}"),
+        Case("(2,\"\")", point, "{\"x\":2,\"label\":\"\"}"),
+        Case("(3,\"q\"\"\\\\x\")", point, "{\"x\":3,\"label\":\"q\\\"\\\\x\"}"),
+        Case("(4,plain)", point, "{\"x\":4,\"label\":\"plain\"}"),
+        Case("(5,\"a,b)\")", point, "{\"x\":5,\"label\":\"a,b)\"}"),
+        Case("(6,back\\,slash)", point, "{\"x\":6,\"label\":\"back,slash\"}"),
+        // Nested: an array attribute, a composite attribute, a json attribute, a timestamptz attribute.
+        Case("(\"{1,2,NULL}\",\"(7,x)\",\"{\"\"a\"\": [1]}\",\"2026-11-29 10:00:00+00\")",
+             .composite(fields: [.init(name: "list", kind: .array(element: .integer, delimiter: 44)),
+                                 .init(name: "inner", kind: point), .init(name: "doc", kind: .json),
+                                 .init(name: "at", kind: .timestamptz)]),
+             "{\"list\":[1,2,null],\"inner\":{\"x\":7,\"label\":\"x\"},\"doc\":{\"a\": [1]},\"at\":\"2026-11-29T10:00:00.000000Z\"}"),
+        // An array of composites.
+        Case("{\"(1,\\\"a b\\\")\",NULL,\"(,)\"}", .array(element: point, delimiter: 44),
+             "[{\"x\":1,\"label\":\"a b\"},null,{\"x\":null,\"label\":null}]"),
+        Case("()", .composite(fields: []), "{}"),
+        // Not matching the attributes: the text form, never a guess.
+        Case("(1)", point, "\"(1)\""),
+        Case("(1,2,3)", point, "\"(1,2,3)\""),
+        Case("(1,\"open)", point, "\"(1,\\\"open)\""),
+        Case("1,2", point, "\"1,2\""),
+        Case("(1,2)x", point, "\"(1,2)x\""),
+    ]
+
+    @Test(arguments: composites)
+    func convertsComposite(_ example: Case) throws {
+        let json = ValueConverter.convert(example.text, kind: example.kind)
+        #expect(json == example.json)
+        _ = try parseJSON(json)
     }
 
     @Test func arrayThatIsNotALiteralKeepsItsText() {
@@ -156,6 +217,14 @@ struct ValueConverterTests {
         #expect(ValueKind.builtin(oid: 25) == .text)
         #expect(ValueKind.builtin(oid: 17) == .text)
         #expect(ValueKind.builtin(oid: 2950) == .text)
+        #expect(ValueKind.builtin(oid: 1082) == .date)
+        #expect(ValueKind.builtin(oid: 1182) == .array(element: .date, delimiter: 44))
+        #expect(ValueKind.builtin(oid: 5069) == .integer)
+        #expect(ValueKind.builtin(oid: 22) == .text) // int2vector: space-separated, not an array literal
+        #expect(ValueKind.builtin(oid: 3904) == .text) // int4range
+        #expect(ValueKind.builtin(oid: 4451) == .text) // int4multirange
+        #expect(ValueKind.builtin(oid: 3905) == .array(element: .text, delimiter: 44))
+        #expect(ValueKind.builtin(oid: 790) == .text) // money
         #expect(ValueKind.builtin(oid: 99_999) == nil)
         // A column of an unknown type falls back to its text form.
         #expect(Column(name: "x", typeOID: 99_999).kind == .text)

@@ -20,10 +20,11 @@ struct KafkaTopic {
     let name: String
 
     /// Every message currently in the topic (empty while the topic does not exist yet).
-    func messages() throws -> [ConsumedMessage] {
+    func messages(partition: Int? = nil) throws -> [ConsumedMessage] {
         // A partition whose leader is down never reaches its end: give up after a while and keep what came.
+        let only = partition.map { ["-p", String($0)] } ?? []
         let result = try runCommand("/usr/bin/timeout", ["-k", "1", "10", "/usr/bin/kcat", "-C", "-b", hosts, "-t", name, "-o", "beginning",
-                                                         "-e", "-J", "-q", "-X", "topic.metadata.refresh.interval.ms=1000"])
+                                                         "-e", "-J", "-q", "-X", "topic.metadata.refresh.interval.ms=1000"] + only)
         return result.stdout.split(separator: "\n").compactMap { line -> ConsumedMessage? in
             guard let envelope = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { return nil }
             let payload = envelope["payload"] as? String ?? ""
@@ -34,10 +35,10 @@ struct KafkaTopic {
     }
 
     /// Waits until at least `count` messages are in the topic; returns all of them.
-    func waitForMessages(_ count: Int, timeout: Double = 60) throws -> [ConsumedMessage] {
+    func waitForMessages(_ count: Int, partition: Int? = nil, timeout: Double = 60) throws -> [ConsumedMessage] {
         var last: [ConsumedMessage] = []
         _ = try eventually(timeout: timeout, every: 0.5) {
-            last = try messages()
+            last = try messages(partition: partition)
             return last.count >= count
         }
         return last
