@@ -61,7 +61,8 @@ public struct ReplicationSetup {
         if publication.rows.isEmpty {
             let target = config.publicationTables.isEmpty ? "FOR ALL TABLES"
                 : "FOR TABLE " + config.publicationTables.map(qualified).joined(separator: ", ")
-            try connection.query("CREATE PUBLICATION \(publicationName) \(target)")
+            let options = config.publishViaPartitionRoot ? " WITH (publish_via_partition_root = true)" : ""
+            try connection.query("CREATE PUBLICATION \(publicationName) \(target)\(options)")
             outcome.createdPublication = true
         } else if publication.rows[0][0] != "t", !config.publicationTables.isEmpty {
             let published = try connection.query(

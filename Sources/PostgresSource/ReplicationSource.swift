@@ -142,7 +142,11 @@ public final class ReplicationSource: Sendable {
                         try deliver(.delete, id, new: nil, old: old, transaction, &commitIndex, consumer)
                     case .message(let transactional, let lsn, _, _):
                         if !transactional, transaction == nil { consumer.caughtUp(to: max(lsn, walStart)) }
-                    case .type, .origin, .truncate:
+                    case .truncate(let ids, _, _):
+                        for id in ids {
+                            try deliver(.truncate, id, new: nil, old: nil, transaction, &commitIndex, consumer)
+                        }
+                    case .type, .origin:
                         break
                     }
                 case nil:

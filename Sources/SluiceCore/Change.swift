@@ -1,6 +1,8 @@
 /// What happened to a row.
 public enum Action: String, Sendable, CaseIterable {
     case insert, update, delete, read
+    /// TRUNCATE: one message per table, with an empty record.
+    case truncate
 }
 
 /// The transaction a change belongs to, as the Begin message announces it.

@@ -37,18 +37,21 @@ public struct DatabaseConfig: Sendable {
     public var createPublication: Bool
     /// Empty: every table (`FOR ALL TABLES`).
     public var publicationTables: [TableName]
+    /// Changes of a partition are published as changes of its partitioned (root) table.
+    public var publishViaPartitionRoot: Bool
     /// Seconds between heartbeat messages; 0 turns them off.
     public var heartbeatInterval: Double
 
     public init(connectionParameters: [(String, String)], slotName: String, createSlot: Bool = true,
                 publicationName: String, createPublication: Bool = true, publicationTables: [TableName] = [],
-                heartbeatInterval: Double = 15) {
+                publishViaPartitionRoot: Bool = true, heartbeatInterval: Double = 15) {
         self.connectionParameters = connectionParameters
         self.slotName = slotName
         self.createSlot = createSlot
         self.publicationName = publicationName
         self.createPublication = createPublication
         self.publicationTables = publicationTables
+        self.publishViaPartitionRoot = publishViaPartitionRoot
         self.heartbeatInterval = heartbeatInterval
     }
 }
@@ -71,7 +74,7 @@ public struct SinkConfig: Sendable {
     public var parkAfter: Double
     public var destination: KafkaDestination
 
-    public init(name: String, tables: [TableName] = [], actions: Set<Action> = [.insert, .update, .delete, .read],
+    public init(name: String, tables: [TableName] = [], actions: Set<Action> = Set(Action.allCases),
                 messageGrouping: Bool = true, groupColumns: [TableName: [String]] = [:], maxMemoryMB: Int = 128,
                 parkAfter: Double = 120, destination: KafkaDestination) {
         self.name = name

@@ -102,8 +102,10 @@ public struct ConfigReader {
         }
         var publicationName = "sluice", createPublication = true
         var tables: [TableName] = []
+        var viaRoot = true
         if let publication = fields["publication"],
-           let pubFields = mapping(publication, at: "\(path).publication", allowed: ["name", "create_if_not_exists", "tables"]) {
+           let pubFields = mapping(publication, at: "\(path).publication",
+                                   allowed: ["name", "create_if_not_exists", "tables", "publish_via_partition_root"]) {
             if let name = pubFields["name"].flatMap({ string($0, at: "\(path).publication.name") }) {
                 if !name.isEmpty && name.utf8.count <= 63 { publicationName = name } else {
                     errors.append(ConfigError("\(path).publication.name", "\(quoted(name)) — a publication name has 1-63 characters"))
@@ -111,6 +113,7 @@ public struct ConfigReader {
             }
             createPublication = pubFields["create_if_not_exists"].flatMap { bool($0, at: "\(path).publication.create_if_not_exists") } ?? true
             tables = pubFields["tables"].map { tableList($0, at: "\(path).publication.tables") } ?? []
+            viaRoot = pubFields["publish_via_partition_root"].flatMap { bool($0, at: "\(path).publication.publish_via_partition_root") } ?? true
         }
         var heartbeat = 15.0
         if let node = fields["heartbeat_interval"], let text = string(node, at: "\(path).heartbeat_interval") {
@@ -120,7 +123,7 @@ public struct ConfigReader {
         }
         return DatabaseConfig(connectionParameters: parameters, slotName: slotName, createSlot: createSlot,
                               publicationName: publicationName, createPublication: createPublication,
-                              publicationTables: tables, heartbeatInterval: heartbeat)
+                              publicationTables: tables, publishViaPartitionRoot: viaRoot, heartbeatInterval: heartbeat)
     }
 
     mutating func readSink(_ node: ConfigNode, at path: String) -> SinkConfig? {
@@ -136,13 +139,13 @@ public struct ConfigReader {
         let name = fields["name"].flatMap { string($0, at: "\(path).name") } ?? ""
         if name.isEmpty { errors.append(ConfigError("\(path).name", "is required: give the sink a name, e.g. orders-to-kafka")) }
         let tables = fields["tables"].map { tableList($0, at: "\(path).tables") } ?? []
-        var actions: Set<Action> = [.insert, .update, .delete, .read]
+        var actions = Set(Action.allCases)
         if let node = fields["actions"] {
             actions = []
             for (index, item) in list(node, at: "\(path).actions").enumerated() {
                 guard let text = string(item, at: "\(path).actions[\(index)]") else { continue }
                 if let action = Action(rawValue: text) { actions.insert(action) } else {
-                    errors.append(ConfigError("\(path).actions[\(index)]", "\(quoted(text)) — use insert, update, delete or read"))
+                    errors.append(ConfigError("\(path).actions[\(index)]", "\(quoted(text)) — use insert, update, delete, read or truncate"))
                 }
             }
         }

@@ -48,7 +48,7 @@ public struct MessageEncoder: Sendable {
 
         var recordPKs: [String] = []
         recordPKs.reserveCapacity(keyIndexes.count)
-        for index in keyIndexes {
+        for index in keyIndexes where change.action != .truncate {
             recordPKs.append(row.text(at: index) ?? oldRow?.text(at: index) ?? "")
         }
 

@@ -80,4 +80,43 @@ struct StreamLifeTests {
         #expect(advanced, "confirmed_flush_lsn stayed at \(String(describing: confirmed)), server at \(written)")
         #expect(sluice.stop() == 0)
     }
+
+    @Test func truncateSendsOneMessagePerTableUnlessTurnedOff() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.a (id int PRIMARY KEY)")
+        try db.execute("CREATE TABLE public.b (id int PRIMARY KEY)")
+        let all = fixture.topic("all"), rows = fixture.topic("rows")
+        let sluice = try fixture.startSluice(config: fixture.config(tables: ["public.a", "public.b"], sinks: [
+            .init(name: "all", topic: all),
+            .init(name: "rows", topic: rows, extra: "    actions: [insert, update, delete]\n"),
+        ]))
+        try db.execute("INSERT INTO public.a VALUES (1)")
+        try db.execute("INSERT INTO public.b VALUES (1)")
+        try db.execute("TRUNCATE public.a, public.b")
+        try db.execute("INSERT INTO public.a VALUES (2)")
+
+        let messages = try all.waitForMessages(5)
+        #expect(messages.map(\.action) == ["insert", "insert", "truncate", "truncate", "insert"], "log:\n\(sluice.log)")
+        let truncates = messages.filter { $0.action == "truncate" }
+        #expect(Set(truncates.compactMap { $0.metadata["table_name"] as? String }) == ["a", "b"])
+        #expect(truncates.allSatisfy { $0.record.isEmpty && $0.key == nil && ($0.metadata["record_pks"] as? [String]) == [] })
+        #expect(try rows.waitForMessages(3).map(\.action) == ["insert", "insert", "insert"], "actions without truncate leave it out")
+        #expect(sluice.stop() == 0)
+    }
+
+    @Test func partitionChangesArriveAsTheParentTable() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)")
+        try db.execute("CREATE TABLE public.events_2026 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+        try db.execute("CREATE TABLE public.events_2027 PARTITION OF public.events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+        let topic = fixture.topic("events")
+        let sluice = try fixture.startSluice(config: fixture.config(tables: ["public.events"], sinks: [.init(name: "s", topic: topic)]))
+        try db.execute("INSERT INTO public.events VALUES (1, '2026-05-01'), (2, '2027-05-01')")
+        let messages = try topic.waitForMessages(2)
+        #expect(messages.map { $0.metadata["table_name"] as? String } == ["events", "events"], "log:\n\(sluice.log)")
+        #expect(messages.map(\.key) == ["1:2026-05-01", "2:2027-05-01"])
+        #expect(sluice.stop() == 0)
+    }
 }

@@ -400,7 +400,7 @@ struct ConfigReaderTests {
             "database.slot.name: \"Bad-Slot\" — slot names use only lower-case letters, digits and _ (at most 63)",
             "sinks[0].destination.hosts: \"kafka:99999\" — port must be 1-65535",
             "sinks[0].destination.compression: \"brotli\" — use none, gzip, snappy, lz4 or zstd",
-            "sinks[1].actions[1]: \"upsert\" — use insert, update, delete or read",
+            "sinks[1].actions[1]: \"upsert\" — use insert, update, delete, read or truncate",
             "sinks[1].destination.topic: \".\" — a topic cannot be named . or ..",
         ])
         if case .failure(let failure) = ConfigReader.read(root, environment: [:]) {
