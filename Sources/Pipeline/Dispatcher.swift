@@ -82,7 +82,7 @@ final class Dispatcher: @unchecked Sendable {
             logger.notice("delivering parked messages from the ledger first",
                           metadata: ["sink": "\(sink.name)", "messages": "\(parked)", "groups": "\(groups.count)"])
         }
-        metrics.parked.store(parked, ordering: .relaxed)
+        metrics.parked(total: parked)
         let thread = Thread { [self] in runWorker() }
         thread.name = "sluice-dispatch-\(sink.name)"
         worker = thread
@@ -124,7 +124,7 @@ final class Dispatcher: @unchecked Sendable {
             parked.isParked = true
             pendingParks.append(parked)
             group.parked += 1
-            metrics.parked.add(1, ordering: .relaxed)
+            metrics.parked(change: 1)
             lock.broadcast()
         } else if group.inFlight == nil {
             group.inFlight = outgoing
@@ -163,8 +163,7 @@ final class Dispatcher: @unchecked Sendable {
         if groups[outgoing.group]?.inFlight?.firstAttemptAt == nil { groups[outgoing.group]?.inFlight?.firstAttemptAt = Date() }
         let producer = self.producer
         lock.unlock()
-        let nowInFlight = metrics.inFlight.add(1, ordering: .relaxed).newValue
-        metrics.inFlightPeak.max(nowInFlight, ordering: .relaxed)
+        metrics.sent()
         do {
             try producer.produce(topic: outgoing.message.topic, key: outgoing.message.key, value: outgoing.message.value, token: id)
         } catch {
@@ -184,7 +183,7 @@ final class Dispatcher: @unchecked Sendable {
         for report in reports {
             guard let key = inFlightByID.removeValue(forKey: report.token), var group = groups[key],
                   var outgoing = group.inFlight else { continue }
-            metrics.inFlight.subtract(1, ordering: .relaxed)
+            metrics.reported()
             group.inFlight = nil
             if !outgoing.isParked { memoryBytes -= outgoing.message.value.count }
             outgoing.deliverCount += 1
@@ -193,7 +192,7 @@ final class Dispatcher: @unchecked Sendable {
                 // Failed: park this message and everything behind it, retry from the ledger later.
                 outgoing.lastError = error.description
                 if error.category == .fatal { producerFailed = true }
-                metrics.failedAttempts.add(1, ordering: .relaxed)
+                metrics.failedAttempt()
                 if outgoing.isParked {
                     pendingAttempts.append((outgoing.position, outgoing.deliverCount, error.description))
                 } else {
@@ -207,7 +206,7 @@ final class Dispatcher: @unchecked Sendable {
                     }
                     group.parked += parking.count
                     pendingParks.append(contentsOf: parking)
-                    metrics.parked.add(parking.count, ordering: .relaxed)
+                    metrics.parked(change: parking.count)
                     logger.warning("delivery failed; parking the group and retrying", metadata: [
                         "sink": "\(sink.name)", "table": "\(outgoing.table)", "key": "\(Self.text(outgoing.message.key))",
                         "messages": "\(parking.count)", "error": "\(error)", "category": "\(error.category.rawValue)"])
@@ -225,7 +224,7 @@ final class Dispatcher: @unchecked Sendable {
             if outgoing.isParked {
                 pendingUnparks.append(outgoing.position)
                 group.parked -= 1
-                metrics.parked.subtract(1, ordering: .relaxed)
+                metrics.parked(change: -1)
             } else {
                 tokens.append(outgoing.checkpointToken)
             }
@@ -245,7 +244,7 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     private func record(delivered outgoing: OutgoingMessage, report: DeliveryReport) {
-        metrics.delivered.add(1, ordering: .relaxed)
+        metrics.delivered()
         recentlyDelivered.append(DeliveredMessage(
             sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table, topic: report.topic,
             key: outgoing.message.key.map { String(decoding: $0, as: UTF8.self) }, size: report.size,
@@ -256,7 +255,7 @@ final class Dispatcher: @unchecked Sendable {
 
     /// Too large for Kafka: never retried; logged with table, key, size and limit, counted, kept in the ledger.
     private func cancelTooLarge(_ outgoing: OutgoingMessage, error: KafkaError) {
-        metrics.cancelledTooLarge.add(1, ordering: .relaxed)
+        metrics.cancelled()
         let key = Self.text(outgoing.message.key)
         logger.error("message too large for Kafka; cancelled", metadata: [
             "sink": "\(sink.name)", "table": "\(outgoing.table)", "key": "\(key)", "topic": "\(outgoing.message.topic)",

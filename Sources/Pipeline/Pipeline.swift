@@ -40,7 +40,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
                     slots.dispatcher(index)?.delivered(reports)
                 }
             }
-            let metrics = SinkMetrics()
+            let metrics = SinkMetrics(sink: sink.name)
             let dispatcher = try Dispatcher(sink: sink, makeProducer: makeProducer, ledger: ledger, logger: logger,
                                             metrics: metrics) { [weak self] tokens in self?.settle(tokens) }
             slots.set(index, dispatcher)

@@ -1,19 +1,70 @@
+import Metrics
 import Synchronization
 
-/// Counters of one sink, readable from any thread (logs now; the console and /metrics later).
+/// Counters of one sink: kept as atomics (for the totals logged at shutdown and for tests) and
+/// reported through swift-metrics (Prometheus `/metrics` on the console).
 final class SinkMetrics: Sendable {
-    let delivered = Atomic<Int>(0)
-    let inFlight = Atomic<Int>(0)
-    /// The most messages ever in flight at once (bounded by max_ack_pending).
-    let inFlightPeak = Atomic<Int>(0)
-    let parked = Atomic<Int>(0)
-    let failedAttempts = Atomic<Int>(0)
-    let cancelledTooLarge = Atomic<Int>(0)
+    private let deliveredCount = Atomic<Int>(0)
+    private let inFlightCount = Atomic<Int>(0)
+    private let inFlightPeak = Atomic<Int>(0)
+    private let parkedCount = Atomic<Int>(0)
+    private let failedAttempts = Atomic<Int>(0)
+    private let cancelledTooLarge = Atomic<Int>(0)
+
+    private let deliveredCounter: Counter
+    private let failedCounter: Counter
+    private let cancelledCounter: Counter
+    private let inFlightGauge: Gauge
+    private let parkedGauge: Gauge
+
+    init(sink: String) {
+        let dimensions = [("sink", sink)]
+        deliveredCounter = Counter(label: "sluice_messages_delivered_total", dimensions: dimensions)
+        failedCounter = Counter(label: "sluice_delivery_failures_total", dimensions: dimensions)
+        cancelledCounter = Counter(label: "sluice_messages_cancelled_total", dimensions: dimensions + [("reason", "too_large")])
+        inFlightGauge = Gauge(label: "sluice_messages_in_flight", dimensions: dimensions)
+        parkedGauge = Gauge(label: "sluice_messages_parked", dimensions: dimensions)
+        inFlightGauge.record(0)
+        parkedGauge.record(0)
+    }
+
+    func delivered() {
+        deliveredCount.add(1, ordering: .relaxed)
+        deliveredCounter.increment()
+    }
+
+    func sent() {
+        let now = inFlightCount.add(1, ordering: .relaxed).newValue
+        inFlightPeak.max(now, ordering: .relaxed)
+        inFlightGauge.record(now)
+    }
+
+    func reported() {
+        inFlightGauge.record(inFlightCount.subtract(1, ordering: .relaxed).newValue)
+    }
+
+    func failedAttempt() {
+        failedAttempts.add(1, ordering: .relaxed)
+        failedCounter.increment()
+    }
+
+    func cancelled() {
+        cancelledTooLarge.add(1, ordering: .relaxed)
+        cancelledCounter.increment()
+    }
+
+    /// Parked messages went up (or down, with a negative change), or were counted anew.
+    func parked(change: Int) { parkedGauge.record(parkedCount.add(change, ordering: .relaxed).newValue) }
+
+    func parked(total: Int) {
+        parkedCount.store(total, ordering: .relaxed)
+        parkedGauge.record(total)
+    }
 
     var summary: [String: Int] {
-        ["delivered": delivered.load(ordering: .relaxed), "in_flight": inFlight.load(ordering: .relaxed),
-         "in_flight_peak": inFlightPeak.load(ordering: .relaxed),
-         "parked": parked.load(ordering: .relaxed), "failed_attempts": failedAttempts.load(ordering: .relaxed),
+        ["delivered": deliveredCount.load(ordering: .relaxed), "in_flight": inFlightCount.load(ordering: .relaxed),
+         "in_flight_peak": inFlightPeak.load(ordering: .relaxed), "parked": parkedCount.load(ordering: .relaxed),
+         "failed_attempts": failedAttempts.load(ordering: .relaxed),
          "cancelled_too_large": cancelledTooLarge.load(ordering: .relaxed)]
     }
 }

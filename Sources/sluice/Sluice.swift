@@ -1,8 +1,11 @@
 import ArgumentParser
 import Foundation
 import KafkaSink
+import Console
 import Logging
+import Metrics
 import Pipeline
+import Prometheus
 import PostgresSource
 import ServiceLifecycle
 import SluiceCore
@@ -54,21 +57,34 @@ struct Run: AsyncParsableCommand {
         options.bootstrapLogging()
         let config = try options.loadConfig()
         let logger = Logger(label: "sluice")
-        if config.console != nil {
-            logger.notice("console: not served by this version yet; the setting is accepted and ignored")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: SluiceService(config: config, logger: logger),
+                  successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if let console = config.console, let (host, port) = Self.hostPort(console.listen) {
+            let server = ConsoleServer.application(host: host, port: port, token: console.token, registry: registry, logger: logger)
+            services.append(.init(service: server, failureTerminationBehavior: .gracefullyShutdownGroup))
+            logger.info("console listening", metadata: ["address": "http://\(console.listen)", "paths": "/metrics /healthz"])
         }
-        let service = SluiceService(config: config, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: logger))
         do {
             try await group.run()
         } catch {
             logger.critical("sluice stopped", metadata: ["error": "\(Self.unwrap(error))"])
             throw ExitCode(1)
         }
+    }
+
+    /// `host:port` or `[v6]:port` (validated when the configuration was read).
+    static func hostPort(_ text: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
     }
 
     /// ServiceGroup wraps a service's error; show the service's own words.

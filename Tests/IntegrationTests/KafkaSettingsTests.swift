@@ -143,7 +143,10 @@ struct KafkaSettingsTests {
         try fixture.database.execute("CREATE TABLE public.t (id int PRIMARY KEY, v text)")
         var config = fixture.config(tables: ["public.t"], sinks: [.init(name: "s", topic: topic)])
         config = config.replacingOccurrences(of: "hosts: \(fixture.environment.kafkaHosts)", with: "hosts: \(cluster.bootstrapServers)")
-        let sluice = try fixture.startSluice(config: config)
+        let consolePort = try freePort()
+        config = config.replacingOccurrences(of: "sinks:\n", with: "console: { listen: \"127.0.0.1:\(consolePort)\", token: \"${SLUICE_TEST_TOKEN}\" }\nsinks:\n")
+        let sluice = try SluiceProcess(fixture.environment, config: config, extraEnvironment: ["SLUICE_TEST_TOKEN": "t0ken"])
+        #expect(sluice.waitUntilStreaming(), "log:\n\(sluice.log)")
         try fixture.database.execute("INSERT INTO public.t VALUES (1, 'first')")
         #expect(try topic.waitForMessages(1).count == 1)
 
@@ -153,6 +156,15 @@ struct KafkaSettingsTests {
         try fixture.database.execute("UPDATE public.t SET v = 'after' WHERE id = 1")
         let messages = try topic.waitForMessages(2)
         #expect(messages.map { $0.record["v"] as? String } == ["first", "after"], "the group goes on after the cancelled message")
+
+        // The cancellation is counted in the Prometheus metrics, which need the console token.
+        let url = "http://127.0.0.1:\(consolePort)/metrics"
+        let refused = try runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+        #expect(refused.stdout == "401")
+        let metrics = try runCommand("/usr/bin/curl", ["-s", "-H", "Authorization: Bearer t0ken", url]).stdout
+        #expect(metrics.contains(#"sluice_messages_cancelled_total{sink="s",reason="too_large"} 1"#), "metrics:\n\(metrics)")
+        #expect(metrics.contains(#"sluice_messages_delivered_total{sink="s"} 2"#), "metrics:\n\(metrics)")
+        #expect(try runCommand("/usr/bin/curl", ["-s", "http://127.0.0.1:\(consolePort)/healthz"]).stdout == "ok\n")
         #expect(sluice.stop() == 0)
         #expect(sinkTotals(in: sluice.log)["s"]?["cancelled_too_large"] == 1)
         #expect(try DeliveryLedger(path: fixture.statePath).cancelled(sink: "s").map(\.key) == ["1"])

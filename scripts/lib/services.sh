@@ -84,6 +84,8 @@ sluice_install_deps() {
     [ -f /usr/include/librdkafka/rdkafka.h ] || missing+=("rdkafka.h (librdkafka-dev)")
     command -v kcat       >/dev/null 2>&1 || missing+=("kcat")
     command -v socat      >/dev/null 2>&1 || missing+=("socat")
+    command -v curl       >/dev/null 2>&1 || missing+=("curl")
+    command -v openssl    >/dev/null 2>&1 || missing+=("openssl")
     [ -x "$SLUICE_PG_BIN/initdb" ]         || missing+=("initdb (postgresql-15)")
     command -v pkg-config >/dev/null 2>&1 || missing+=("pkg-config")
     [ -f /usr/include/sqlite3.h ]          || missing+=("sqlite3.h (libsqlite3-dev)")
@@ -93,7 +95,7 @@ sluice_install_deps() {
         _sluice_as_root apt-get update -q || return 1
         _sluice_as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -q libpq-dev librdkafka-dev kcat socat \
-            postgresql-15 pkg-config libsqlite3-dev || return 1
+            postgresql-15 pkg-config libsqlite3-dev curl openssl || return 1
     fi
 
     # Project-local venv with the noida-db broker.
