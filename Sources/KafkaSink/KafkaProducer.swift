@@ -152,6 +152,28 @@ public final class KafkaProducer: @unchecked Sendable {
         String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// How many messages the broker holds for `topic`: the sum of its partitions' high watermarks.
+    /// (Counts without consuming, which matters for topics too large to read back in a test.)
+    public func messageCount(topic: String, timeout: Double) throws(KafkaError) -> Int64 {
+        let topicHandle = try topicHandle(topic)
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, Int32(timeout * 1000))
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError(code: err.rawValue) }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt == 1 else { return 0 }
+        let described = metadata.pointee.topics[0]
+        if described.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: described.err.rawValue) }
+        var total: Int64 = 0
+        for index in 0..<Int(described.partition_cnt) {
+            var low: Int64 = 0, high: Int64 = 0
+            let result = rd_kafka_query_watermark_offsets(handle, topic, described.partitions[index].id, &low, &high,
+                                                          Int32(timeout * 1000))
+            guard result == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(code: result.rawValue) }
+            total += high
+        }
+        return total
+    }
+
     // MARK: - Event queue
 
     private func pollEvents() {

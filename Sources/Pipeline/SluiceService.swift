@@ -30,7 +30,10 @@ public struct SluiceService: Service {
                                metadata: ["sink": "\(name)", "error": "\(error)"])
             }
         }
-        let source = ReplicationSource(settings: .init(database: config.database), logger: logger)
+        // Large transactions arrive while in progress and wait in spill files next to the state file.
+        let stateDirectory = (config.statePath as NSString).deletingLastPathComponent
+        let spill = (stateDirectory.isEmpty ? "." : stateDirectory) + "/sluice-spill-\(config.database.slotName)"
+        let source = ReplicationSource(settings: .init(database: config.database, spillDirectory: spill), logger: logger)
         await withGracefulShutdownHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 let thread = Thread {

@@ -3,10 +3,36 @@ import SluiceCore
 /// Decodes pgoutput messages (protocol version 1) from the payload of an XLogData message.
 /// Tuples share the payload's byte buffer: a row costs one array, not one string per value.
 public enum PgOutputDecoder {
-    public static func decode(_ bytes: [UInt8]) throws(PgOutputError) -> PgOutputMessage {
+    /// Message kinds that carry the (sub)transaction's xid right after the kind byte when they are
+    /// part of a streamed transaction (protocol 2).
+    static let streamedKinds: Set<UInt8> = Set("RYIUDTM".utf8)
+
+    /// The xid a message inside a streamed block belongs to (a subtransaction's own xid), if it has one.
+    public static func streamedXid(_ bytes: [UInt8]) -> UInt32? {
+        guard bytes.count >= 5, streamedKinds.contains(bytes[0]) else { return nil }
+        return UInt32(bytes[1]) << 24 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 8 | UInt32(bytes[4])
+    }
+
+    /// Decodes one message; `streamed` says it sits between Stream Start and Stream Stop.
+    public static func decode(_ bytes: [UInt8], streamed: Bool = false) throws(PgOutputError) -> PgOutputMessage {
         var reader = ByteReader(bytes: bytes)
         let kind = try reader.uint8()
+        if streamed, streamedKinds.contains(kind) { _ = try reader.uint32() }
         switch kind {
+        case UInt8(ascii: "S"):
+            let xid = try reader.uint32()
+            return .streamStart(xid: xid, firstSegment: try reader.uint8() == 1)
+        case UInt8(ascii: "E"):
+            return .streamStop
+        case UInt8(ascii: "c"):
+            let xid = try reader.uint32()
+            _ = try reader.uint8() // flags, unused
+            let commitLSN = try reader.uint64()
+            let endLSN = try reader.uint64()
+            return .streamCommit(xid: xid, commitLSN: LSN(commitLSN), endLSN: LSN(endLSN), timestamp: try reader.int64())
+        case UInt8(ascii: "A"):
+            let xid = try reader.uint32()
+            return .streamAbort(xid: xid, subtransactionXid: try reader.uint32())
         case UInt8(ascii: "B"):
             let finalLSN = try reader.uint64()
             let timestamp = try reader.int64()

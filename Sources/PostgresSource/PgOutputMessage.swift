@@ -13,6 +13,12 @@ public enum PgOutputMessage: Sendable {
     case delete(relationID: UInt32, old: Tuple, oldIsKeyOnly: Bool)
     case truncate(relationIDs: [UInt32], cascade: Bool, restartIdentity: Bool)
     case message(transactional: Bool, lsn: LSN, prefix: String, content: [UInt8])
+    /// Protocol 2: a chunk of an in-progress (streamed) transaction begins.
+    case streamStart(xid: UInt32, firstSegment: Bool)
+    case streamStop
+    case streamCommit(xid: UInt32, commitLSN: LSN, endLSN: LSN, timestamp: Int64)
+    /// `subtransactionXid == xid` aborts the whole transaction, otherwise only that subtransaction.
+    case streamAbort(xid: UInt32, subtransactionXid: UInt32)
 }
 
 /// The Relation message as sent: columns with their flags and type OIDs. Primary-key

@@ -29,8 +29,13 @@ public final class ReplicationSource: Sendable {
         /// Seconds between standby status updates when nothing changes (the server wants < wal_sender_timeout).
         public var statusInterval: Double = 10
         public var maxReconnectDelay: Double = 30
+        /// Where in-progress streamed transactions are spilled; nil turns streaming off (protocol 1).
+        public var spillDirectory: String?
 
-        public init(database: DatabaseConfig) { self.database = database }
+        public init(database: DatabaseConfig, spillDirectory: String? = nil) {
+            self.database = database
+            self.spillDirectory = spillDirectory
+        }
     }
 
     let settings: Settings
@@ -89,6 +94,9 @@ public final class ReplicationSource: Sendable {
         /// When the reported position last moved, to warn about a slot that holds WAL back.
         var lastAdvance = Date()
         var lastStallWarning = Date.distantPast
+        let spill: TransactionSpill?
+        /// The transaction whose chunk is being streamed (between Stream Start and Stream Stop).
+        var streamingXid: UInt32?
 
         init(settings: Settings, logger: Logger) throws(PostgresError) {
             self.settings = settings
@@ -96,8 +104,10 @@ public final class ReplicationSource: Sendable {
             admin = try PostgresConnection(parameters: settings.database.connectionParameters, applicationName: "sluice-catalog")
             catalog = RelationCatalog(connection: admin)
             stream = try ReplicationStream(parameters: settings.database.connectionParameters)
+            spill = try settings.spillDirectory.map { directory throws(PostgresError) in try TransactionSpill(directory: directory) }
             let identity = try stream.identifySystem()
-            try stream.start(slot: settings.database.slotName, publication: settings.database.publicationName)
+            try stream.start(slot: settings.database.slotName, publication: settings.database.publicationName,
+                             streaming: spill != nil)
             logger.info("streaming", metadata: ["slot": "\(settings.database.slotName)",
                                                 "publication": "\(settings.database.publicationName)",
                                                 "database": "\(identity.databaseName)",
@@ -120,11 +130,21 @@ public final class ReplicationSource: Sendable {
                     if replyRequested { try sendStatus(consumer.confirmedLSN, replyRequested: false) }
                 case .xlogData(let walStart, let walEnd, let payload):
                     received = max(received, walEnd, walStart)
+                    if let xid = streamingXid, try keepStreamed(payload, xid: xid, at: walStart) { break }
                     let message: PgOutputMessage
                     do { message = try PgOutputDecoder.decode(payload) } catch {
                         throw PostgresError(.replication, "could not decode a message at \(walStart): \(error)")
                     }
                     switch message {
+                    case .streamStart(let xid, _):
+                        streamingXid = xid
+                    case .streamStop:
+                        streamingXid = nil
+                    case .streamAbort(let xid, let subtransaction):
+                        spill?.abort(xid: xid, subtransactionXid: subtransaction)
+                    case .streamCommit(let xid, let commitLSN, let endLSN, let timestamp):
+                        try replayStreamed(TransactionInfo(xid: xid, commitLSN: commitLSN, commitTimestamp: timestamp),
+                                           endLSN: endLSN, consumer: consumer, source: source)
                     case .begin(let info):
                         transaction = info
                         commitIndex = 0
@@ -155,6 +175,62 @@ public final class ReplicationSource: Sendable {
                 try reportIfDue(consumer.confirmedLSN)
                 try heartbeatIfDue()
             }
+        }
+
+        /// Inside a streamed chunk: Relation messages update the cache now; changes go to the spill
+        /// file until the transaction commits. Returns false for messages handled the usual way.
+        private func keepStreamed(_ payload: [UInt8], xid: UInt32, at lsn: LSN) throws(PostgresError) -> Bool {
+            guard let kind = payload.first, PgOutputDecoder.streamedKinds.contains(kind) else { return false }
+            switch kind {
+            case UInt8(ascii: "R"):
+                do {
+                    if case .relation(let description) = try PgOutputDecoder.decode(payload, streamed: true) {
+                        relations[description.id] = try catalog.relation(from: description)
+                    }
+                } catch let error as PostgresError {
+                    throw error
+                } catch {
+                    throw PostgresError(.replication, "could not decode a streamed message at \(lsn): \(error)")
+                }
+            case UInt8(ascii: "Y"):
+                break
+            default:
+                try spill?.append(xid: xid, payload: payload)
+            }
+            return true
+        }
+
+        /// Stream Commit: the spilled changes become one ordinary transaction, read back from disk
+        /// with the same backpressure as live changes.
+        private func replayStreamed(_ transaction: TransactionInfo, endLSN: LSN, consumer: ChangeConsumer,
+                                    source: ReplicationSource) throws(PostgresError) {
+            guard let spill else { return }
+            consumer.transactionBegan(transaction)
+            var commitIndex = 0
+            try spill.replay(xid: transaction.xid) { payload throws(PostgresError) in
+                while !consumer.waitForCapacity(timeout: 0.5) {
+                    try reportIfDue(consumer.confirmedLSN)
+                    if source.isStopping { throw PostgresError(.replication, "stopping in the middle of a streamed transaction") }
+                }
+                let message: PgOutputMessage
+                do { message = try PgOutputDecoder.decode(payload, streamed: true) } catch {
+                    throw PostgresError(.replication, "could not decode a spilled message of transaction \(transaction.xid): \(error)")
+                }
+                switch message {
+                case .insert(let id, let new):
+                    try deliver(.insert, id, new: new, old: nil, transaction, &commitIndex, consumer)
+                case .update(let id, let old, _, let new):
+                    try deliver(.update, id, new: new, old: old, transaction, &commitIndex, consumer)
+                case .delete(let id, let old, _):
+                    try deliver(.delete, id, new: nil, old: old, transaction, &commitIndex, consumer)
+                case .truncate(let ids, _, _):
+                    for id in ids { try deliver(.truncate, id, new: nil, old: nil, transaction, &commitIndex, consumer) }
+                default:
+                    break
+                }
+                try reportIfDue(consumer.confirmedLSN)
+            }
+            consumer.transactionCommitted(transaction, endLSN: endLSN)
         }
 
         private func deliver(_ action: Action, _ relationID: UInt32, new: Tuple?, old: Tuple?,

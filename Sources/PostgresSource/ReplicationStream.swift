@@ -37,10 +37,13 @@ public final class ReplicationStream {
     }
 
     /// Starts streaming from the slot; `from: .zero` means "where the slot's confirmed flush LSN is".
-    public func start(slot: String, publication: String, from lsn: LSN = .zero) throws(PostgresError) {
+    /// With `streaming`, large in-progress transactions arrive in chunks (protocol 2) instead of
+    /// being held by the walsender until they commit.
+    public func start(slot: String, publication: String, from lsn: LSN = .zero, streaming: Bool = true) throws(PostgresError) {
         let publicationList = PostgresConnection.quoteIdentifier(publication).replacingOccurrences(of: "'", with: "''")
+        let protocolOptions = streaming ? "proto_version '2', streaming 'on'" : "proto_version '1'"
         let command = "START_REPLICATION SLOT \(PostgresConnection.quoteIdentifier(slot)) LOGICAL \(lsn) "
-            + "(proto_version '1', publication_names '\(publicationList)', messages 'true')"
+            + "(\(protocolOptions), publication_names '\(publicationList)', messages 'true')"
         guard let result = PQexec(connection.handle, command) else {
             throw PostgresError(.replication, connection.lastError)
         }
