@@ -119,4 +119,53 @@ struct StreamLifeTests {
         #expect(messages.map(\.key) == ["1:2026-05-01", "2:2027-05-01"])
         #expect(sluice.stop() == 0)
     }
+
+    @Test func schemaChangesWhileStreaming() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.t (id int PRIMARY KEY, a text, b int, c int)")
+        try db.execute("CREATE TABLE public.later (id int PRIMARY KEY, v text)")
+        let topic = fixture.topic()
+        // A sink without a table list takes every published table, including one added later.
+        let sluice = try fixture.startSluice(config: fixture.config(tables: ["public.t"], sinks: [.init(name: "s", topic: topic)]))
+        try db.execute("INSERT INTO public.t VALUES (1, 'one', 1, 1)")
+        try db.execute("ALTER TABLE public.t DROP COLUMN c")
+        try db.execute("INSERT INTO public.t VALUES (2, 'two', 2)")
+        try db.execute("ALTER TABLE public.t RENAME COLUMN a TO name")
+        try db.execute("INSERT INTO public.t VALUES (3, 'three', 3)")
+        try db.execute("ALTER TABLE public.t ALTER COLUMN b TYPE numeric(10,2)")
+        try db.execute("INSERT INTO public.t VALUES (4, 'four', 4.5)")
+        try db.execute("ALTER PUBLICATION \(fixture.publication) ADD TABLE public.later")
+        try db.execute("INSERT INTO public.later VALUES (1, 'new table')")
+
+        let messages = try topic.waitForMessages(5)
+        try #require(messages.count == 5, "log:\n\(sluice.log)")
+        #expect(NSDictionary(dictionary: messages[0].record) == NSDictionary(dictionary: ["id": 1, "a": "one", "b": 1, "c": 1]))
+        #expect(NSDictionary(dictionary: messages[1].record) == NSDictionary(dictionary: ["id": 2, "a": "two", "b": 2]))
+        #expect(NSDictionary(dictionary: messages[2].record) == NSDictionary(dictionary: ["id": 3, "name": "three", "b": 3]))
+        #expect(NSDictionary(dictionary: messages[3].record) == NSDictionary(dictionary: ["id": 4, "name": "four", "b": 4.5]))
+        #expect(messages[3].payload.contains("\"b\":4.50"), "the new type's exact digits")
+        #expect(messages[4].metadata["table_name"] as? String == "later")
+        #expect(sluice.process.isRunning && !sluice.log.contains("replication interrupted"), "no restart needed")
+        #expect(sluice.stop() == 0)
+    }
+
+    @Test func unchangedToastValueIsFilledFromTheOldRowUnderFullIdentity() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.docs (id int PRIMARY KEY, title text, body text)")
+        try db.execute("ALTER TABLE public.docs ALTER COLUMN body SET STORAGE EXTERNAL")
+        try db.execute("ALTER TABLE public.docs REPLICA IDENTITY FULL")
+        let topic = fixture.topic("docs")
+        let sluice = try fixture.startSluice(config: fixture.config(tables: ["public.docs"], sinks: [.init(name: "s", topic: topic)]))
+        try db.execute("INSERT INTO public.docs VALUES (1, 'first', repeat('0123456789', 1000))")
+        try db.execute("UPDATE public.docs SET title = 'second' WHERE id = 1")
+
+        let messages = try topic.waitForMessages(2)
+        try #require(messages.count == 2, "log:\n\(sluice.log)")
+        #expect((messages[1].record["body"] as? String)?.count == 10_000, "filled from the old row")
+        #expect(messages[1].metadata["unchanged_toast_columns"] == nil)
+        #expect(NSDictionary(dictionary: messages[1].json["changes"] as? [String: Any] ?? [:]) == NSDictionary(dictionary: ["title": "first"]))
+        #expect(sluice.stop() == 0)
+    }
 }

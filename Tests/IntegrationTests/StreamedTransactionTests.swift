@@ -103,4 +103,26 @@ struct StreamedTransactionTests {
         #expect(messages.map { $0.metadata["commit_idx"] as? Int ?? -1 } == Array(0...10_000))
         #expect(sluice.stop() == 0)
     }
+
+    @Test func interleavedStreamedTransactionsArriveInCommitOrder() throws {
+        let fixture = try streamingFixture()
+        let db = fixture.database
+        let topic = fixture.topic("interleaved")
+        let sluice = try fixture.startSluice(config: fixture.config(tables: ["public.big"], sinks: [.init(name: "s", topic: topic)]))
+        let other = try PostgresSourceConnection(url: db.url)
+        try db.execute("BEGIN")
+        try db.execute("INSERT INTO public.big SELECT g, 'first to start' FROM generate_series(1, 5000) g")
+        try other.execute("BEGIN")
+        try other.execute("INSERT INTO public.big SELECT g, 'first to commit' FROM generate_series(100001, 105000) g")
+        try db.execute("INSERT INTO public.big SELECT g, 'first to start' FROM generate_series(5001, 10000) g")
+        try other.execute("COMMIT")
+        try db.execute("COMMIT")
+
+        let messages = try topic.waitForMessages(15_000, timeout: 120)
+        #expect(messages.count == 15_000, "log:\n\(sluice.log.suffix(2000))")
+        let order = messages.map { $0.record["v"] as? String ?? "" }
+        #expect(order == Array(repeating: "first to commit", count: 5000) + Array(repeating: "first to start", count: 10_000),
+                "transactions arrive in commit order, each whole")
+        #expect(sluice.stop() == 0)
+    }
 }
