@@ -64,6 +64,7 @@ class Env:
         self.recvlogical = os.path.join(self.pg_bin, "pg_recvlogical")
         self.recv_dsn = f"dbname=postgres host=127.0.0.1 port={self.pg_port} user=postgres"
         self.run_id = time.strftime("%H%M%S")
+        self.heartbeat = "1s"
 
     def connect(self, autocommit=True):
         conn = psycopg2.connect(self.pg_url, application_name="sluice-bench")
@@ -279,7 +280,8 @@ def tail(path, n=15):
 # Sluice
 # ---------------------------------------------------------------------------------------------
 
-def sluice_config(env, slot, topic, path, heartbeat="1s"):
+def sluice_config(env, slot, topic, path):
+    heartbeat = env.heartbeat
     state = os.path.splitext(path)[0] + "-state.sqlite"
     with open(path, "w") as f:
         f.write(f"""state: {{ path: {state} }}
@@ -594,6 +596,7 @@ def replication_consumer(dsn, slot, measure_from, stop_at_count, ready, out, max
     target = None
     fed = time.monotonic()
     latencies = []
+    commits = []
     deadline = time.monotonic() + max_seconds
     while time.monotonic() < deadline:
         if target is None and not stop_at_count.empty():
@@ -613,13 +616,14 @@ def replication_consumer(dsn, slot, measure_from, stop_at_count, ready, out, max
             received += 1
             if commit >= measure_from.value:
                 latencies.append((now - commit) * 1000.0)
+                commits.append(commit)
             else:
                 skipped += 1
         if time.monotonic() - fed > 1:
             cur.send_feedback(flush_lsn=msg.data_start)
             fed = time.monotonic()
     conn.close()
-    out.put({"received": received, "latencies": latencies, "warmup_messages": skipped,
+    out.put({"received": received, "latencies": latencies, "commits": commits, "warmup_messages": skipped,
              "errors": 0, "mean_bytes": None})
 
 
@@ -632,6 +636,7 @@ def latency_consumer(hosts, topic, partitions, measure_from, stop_at_count, read
     marker = b'"commit_timestamp":"'
     parse_cache = {}
     latencies = []
+    commits = []
     received = skipped = errors = value_bytes = 0
     deadline = time.monotonic() + max_seconds
     target = None
@@ -660,10 +665,11 @@ def latency_consumer(hosts, topic, partitions, measure_from, stop_at_count, read
             value_bytes += len(value)
             if commit >= measure_from.value:
                 latencies.append((now - commit) * 1000.0)
+                commits.append(commit)
             else:
                 skipped += 1
     consumer.close()
-    out.put({"received": received, "latencies": latencies, "warmup_messages": skipped, "errors": errors,
+    out.put({"received": received, "latencies": latencies, "commits": commits, "warmup_messages": skipped, "errors": errors,
              "mean_bytes": value_bytes / received if received else None})
 
 
@@ -770,7 +776,7 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
     try:
         c = out_c.get(timeout=seconds + 120)
     except queue.Empty:
-        c = {"received": 0, "latencies": [], "warmup_messages": 0, "errors": 0, "mean_bytes": None}
+        c = {"received": 0, "latencies": [], "commits": [], "warmup_messages": 0, "errors": 0, "mean_bytes": None}
     consumer.join(10)
     if consumer.is_alive():
         consumer.terminate()
@@ -780,6 +786,11 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
               "measured": len(c["latencies"]), "consumer_errors": c["errors"], "mean_message_bytes": c["mean_bytes"],
               "machine_busy": busy, "machine_steal": steal}
     result.update(distribution(sorted(c["latencies"])))
+    # The raw series (commit time, latency ms), to look at tails: when do the slow ones happen?
+    series = os.path.join(env.workdir, f"latency_{kind}_{rate}.json")
+    with open(series, "w") as f:
+        json.dump([[round(t, 6), round(v, 3)] for t, v in zip(c["commits"], c["latencies"])], f)
+    result["series"] = series
     if kind == "kafka_floor":
         acks = sorted(a for r in reports for a in r.get("acks", []))
         result.update(distribution(acks, "ack_"))
@@ -1213,6 +1224,7 @@ def main():
     p.add_argument("--txn-per-second", type=int, default=200, help="latency: writer commits per second")
     p.add_argument("--no-floor", action="store_true", help="latency: skip the floor runs")
     p.add_argument("--floor-seconds", type=int, default=15, help="latency: seconds per floor run")
+    p.add_argument("--heartbeat", default="1s", help="sluice's database.heartbeat_interval (default 1s)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of every topic")
     p.add_argument("--profile", action="store_true", help="also profile sluice with perf record")
     p.add_argument("--profile-changes", type=int, default=300_000)
@@ -1225,6 +1237,7 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
 
     env = Env()
+    env.heartbeat = args.heartbeat
     started = time.monotonic()
     conn = env.connect()
     allow_wal2json(conn)

@@ -154,18 +154,10 @@ public final class ReplicationSource: Sendable {
                         transaction = nil
                     case .relation(let description):
                         relations[description.id] = try catalog.relation(from: description)
-                    case .insert(let id, let new):
-                        try deliver(.insert, id, new: new, old: nil, transaction, &commitIndex, consumer)
-                    case .update(let id, let old, _, let new):
-                        try deliver(.update, id, new: new, old: old, transaction, &commitIndex, consumer)
-                    case .delete(let id, let old, _):
-                        try deliver(.delete, id, new: nil, old: old, transaction, &commitIndex, consumer)
+                    case .insert, .update, .delete, .truncate:
+                        try deliverRowChange(message, transaction, &commitIndex, consumer)
                     case .message(let transactional, let lsn, _, _):
                         if !transactional, transaction == nil { consumer.caughtUp(to: max(lsn, walStart)) }
-                    case .truncate(let ids, _, _):
-                        for id in ids {
-                            try deliver(.truncate, id, new: nil, old: nil, transaction, &commitIndex, consumer)
-                        }
                     case .type, .origin:
                         break
                     }
@@ -216,21 +208,27 @@ public final class ReplicationSource: Sendable {
                 do { message = try PgOutputDecoder.decode(payload, streamed: true) } catch {
                     throw PostgresError(.replication, "could not decode a spilled message of transaction \(transaction.xid): \(error)")
                 }
-                switch message {
-                case .insert(let id, let new):
-                    try deliver(.insert, id, new: new, old: nil, transaction, &commitIndex, consumer)
-                case .update(let id, let old, _, let new):
-                    try deliver(.update, id, new: new, old: old, transaction, &commitIndex, consumer)
-                case .delete(let id, let old, _):
-                    try deliver(.delete, id, new: nil, old: old, transaction, &commitIndex, consumer)
-                case .truncate(let ids, _, _):
-                    for id in ids { try deliver(.truncate, id, new: nil, old: nil, transaction, &commitIndex, consumer) }
-                default:
-                    break
-                }
+                try deliverRowChange(message, transaction, &commitIndex, consumer)
                 try reportIfDue(consumer.confirmedLSN)
             }
             consumer.transactionCommitted(transaction, endLSN: endLSN)
+        }
+
+        /// Hands an insert, update, delete or truncate to the consumer; other messages are ignored here.
+        private func deliverRowChange(_ message: PgOutputMessage, _ transaction: TransactionInfo?, _ commitIndex: inout Int,
+                                      _ consumer: ChangeConsumer) throws(PostgresError) {
+            switch message {
+            case .insert(let id, let new):
+                try deliver(.insert, id, new: new, old: nil, transaction, &commitIndex, consumer)
+            case .update(let id, let old, _, let new):
+                try deliver(.update, id, new: new, old: old, transaction, &commitIndex, consumer)
+            case .delete(let id, let old, _):
+                try deliver(.delete, id, new: nil, old: old, transaction, &commitIndex, consumer)
+            case .truncate(let ids, _, _):
+                for id in ids { try deliver(.truncate, id, new: nil, old: nil, transaction, &commitIndex, consumer) }
+            default:
+                break
+            }
         }
 
         private func deliver(_ action: Action, _ relationID: UInt32, new: Tuple?, old: Tuple?,

@@ -23,9 +23,8 @@ struct DeliveryTests {
         let a = keys(on: 0, count: 1)[0], b = keys(on: 1, count: 1)[0]
 
         try db.execute("CREATE TABLE public.t (id int PRIMARY KEY, seq int NOT NULL)")
-        var config = fixture.config(tables: ["public.t"], sinks: [
-            .init(name: "s", topic: topic, extra: "    park_after: 2s\n")])
-        config = config.replacingOccurrences(of: "hosts: \(fixture.environment.kafkaHosts)", with: "hosts: \(cluster.bootstrapServers)")
+        let config = fixture.config(tables: ["public.t"], sinks: [.init(name: "s", topic: topic, extra: "    park_after: 2s\n")],
+                                    hosts: cluster.bootstrapServers)
         var sluice = try fixture.startSluice(config: config)
 
         // Partition 0's leader goes away: group a cannot be delivered, group b can.
@@ -70,8 +69,7 @@ struct DeliveryTests {
         let topic = KafkaTopic(hosts: cluster.bootstrapServers, name: TestEnvironment.uniqueName("retry"))
         try cluster.createTopic(topic.name, partitions: 1)
         try db.execute("CREATE TABLE public.t (id int PRIMARY KEY, seq int NOT NULL)")
-        var config = fixture.config(tables: ["public.t"], sinks: [.init(name: "s", topic: topic)])
-        config = config.replacingOccurrences(of: "hosts: \(fixture.environment.kafkaHosts)", with: "hosts: \(cluster.bootstrapServers)")
+        let config = fixture.config(tables: ["public.t"], sinks: [.init(name: "s", topic: topic)], hosts: cluster.bootstrapServers)
         let sluice = try fixture.startSluice(config: config)
 
         cluster.failNextProduceRequests(with: Array(repeating: MockKafkaCluster.notEnoughReplicas, count: 6))
@@ -146,8 +144,7 @@ struct DeliveryTests {
         try db.execute("ALTER TABLE public.load REPLICA IDENTITY FULL")
         let topic = KafkaTopic(hosts: cluster.bootstrapServers, name: TestEnvironment.uniqueName("outage"))
         try cluster.createTopic(topic.name, partitions: 3)
-        var config = fixture.config(tables: ["public.load"], sinks: [.init(name: "s", topic: topic)])
-        config = config.replacingOccurrences(of: "hosts: \(fixture.environment.kafkaHosts)", with: "hosts: \(cluster.bootstrapServers)")
+        let config = fixture.config(tables: ["public.load"], sinks: [.init(name: "s", topic: topic)], hosts: cluster.bootstrapServers)
         let sluice = try fixture.startSluice(config: config)
         let writer = LoadWriter(url: db.url, table: "public.load", keys: 30, pause: 0.01)
 
@@ -176,8 +173,7 @@ struct DeliveryTests {
         let topic = KafkaTopic(hosts: cluster.bootstrapServers, name: TestEnvironment.uniqueName("fatal"))
         try cluster.createTopic(topic.name, partitions: 1)
         try db.execute("CREATE TABLE public.t (id int PRIMARY KEY, seq int NOT NULL)")
-        var config = fixture.config(tables: ["public.t"], sinks: [.init(name: "s", topic: topic)])
-        config = config.replacingOccurrences(of: "hosts: \(fixture.environment.kafkaHosts)", with: "hosts: \(cluster.bootstrapServers)")
+        let config = fixture.config(tables: ["public.t"], sinks: [.init(name: "s", topic: topic)], hosts: cluster.bootstrapServers)
         let sluice = try fixture.startSluice(config: config)
         try db.execute("INSERT INTO public.t VALUES (1, 0)")
         #expect(try topic.waitForMessages(1).count == 1)

@@ -355,7 +355,37 @@ struct PgOutputDecoderTests {
         #expect(throws: PgOutputError.self) { try PgOutputDecoder.decode(cells.bytes) }
     }
 
-    @Test(arguments: ["Z", "b", "S", "A", "E", "c", "p", "s", "r"] as [Character])
+    // MARK: - Protocol 2 (streamed transactions)
+
+    @Test func streamStartStopCommitAbort() throws {
+        guard case .streamStart(let xid, let first) = try PgOutputDecoder.decode(Bytes("S").u32(77).u8(1).bytes) else {
+            Issue.record("not Stream Start"); return
+        }
+        #expect(xid == 77 && first)
+        guard case .streamStop = try PgOutputDecoder.decode(Bytes("E").bytes) else { Issue.record("not Stream Stop"); return }
+        guard case .streamCommit(let cx, let commitLSN, let endLSN, let ts) =
+                try PgOutputDecoder.decode(Bytes("c").u32(77).u8(0).u64(0x100).u64(0x200).i64(42).bytes) else {
+            Issue.record("not Stream Commit"); return
+        }
+        #expect(cx == 77 && commitLSN == LSN(0x100) && endLSN == LSN(0x200) && ts == 42)
+        guard case .streamAbort(let ax, let sub) = try PgOutputDecoder.decode(Bytes("A").u32(77).u32(78).bytes) else {
+            Issue.record("not Stream Abort"); return
+        }
+        #expect(ax == 77 && sub == 78)
+    }
+
+    @Test func streamedInsertCarriesItsSubtransactionXid() throws {
+        let streamed = Bytes("I").u32(78).u32(16384).char("N").u16(1).char("t").u32(1).raw(Array("7".utf8)).bytes
+        #expect(PgOutputDecoder.streamedXid(streamed) == 78)
+        guard case .insert(let relation, let new) = try PgOutputDecoder.decode(streamed, streamed: true) else {
+            Issue.record("not an insert"); return
+        }
+        #expect(relation == 16384)
+        #expect(new.text(at: 0) == "7")
+        #expect(PgOutputDecoder.streamedXid(Bytes("C").u8(0).u64(1).u64(2).i64(3).bytes) == nil)
+    }
+
+    @Test(arguments: ["Z", "b", "p", "s", "r"] as [Character])
     func unknownKindThrows(kind: Character) {
         let b = Bytes(kind)
         b.u64(0).u64(0)

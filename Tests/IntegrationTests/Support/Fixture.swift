@@ -31,7 +31,9 @@ final class Fixture {
     }
 
     /// A sluice.yml for this fixture: publication over `tables`, one Kafka sink per entry.
-    func config(tables: [String], sinks: [Sink], heartbeat: String = "1s") -> String {
+    /// `hosts` replaces the shared broker, e.g. with a mock cluster's bootstrap servers.
+    func config(tables: [String], sinks: [Sink], heartbeat: String = "1s", hosts: String? = nil) -> String {
+        let hosts = hosts ?? environment.kafkaHosts
         var yaml = """
         database:
           url: \(database.url)
@@ -48,7 +50,7 @@ final class Fixture {
             yaml += """
                 destination:
                   type: kafka
-                  hosts: \(environment.kafkaHosts)
+                  hosts: \(hosts)
                   topic: \(sink.topic.name)
 
             """
