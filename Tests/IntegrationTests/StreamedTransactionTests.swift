@@ -59,7 +59,8 @@ struct StreamedTransactionTests {
             (\(streamed.value("stream_bytes") ?? "?") bytes); sluice peak RSS \(peak ?? -1) MB
             """)
         #expect(arrived == Int64(rows), "log:\n\(sluice.log.suffix(3000))")
-        #expect((Int(streamed.value("stream_txns") ?? "0") ?? 0) == 1, "the server streamed the transaction")
+        // ≥ 1: autovacuum's ANALYZE of the 2,000,000 rows may be streamed as well (catalog changes, no output).
+        #expect((Int(streamed.value("stream_txns") ?? "0") ?? 0) >= 1, "the server streamed the transaction")
         #expect((peak ?? 0) < 150, "memory stays bounded: peak RSS \(peak ?? -1) MB")
         #expect(!sluice.log.contains("replication interrupted"), "no walsender timeout or reconnect")
         #expect(sluice.stop() == 0)
