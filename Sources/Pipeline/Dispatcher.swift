@@ -101,10 +101,10 @@ final class Dispatcher: @unchecked Sendable {
                 let values = columns.map { name in
                     change.relation.columns.firstIndex { $0.name == name }.flatMap { row?.text(at: $0) } ?? ""
                 }
-                return table.description + "\u{1F}" + values.joined(separator: "\u{1F}")
+                return change.relation.qualifiedName + "\u{1F}" + values.joined(separator: "\u{1F}")
             }
             if !message.recordPKs.isEmpty {
-                return table.description + "\u{1F}" + message.recordPKs.joined(separator: "\u{1F}")
+                return change.relation.qualifiedName + "\u{1F}" + message.recordPKs.joined(separator: "\u{1F}")
             }
         }
         lock.lock()

@@ -65,7 +65,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             let message = sink.encoder.encode(change, topic: sink.config.destination.topic)
             let token = tracker.withLock { $0.addMessage() }
             let group = sink.dispatcher.groupKey(for: change, message: message)
-            sink.dispatcher.submit(OutgoingMessage(position: position, group: group, table: table.description,
+            sink.dispatcher.submit(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
                                                    message: message, checkpointToken: token))
         }
     }

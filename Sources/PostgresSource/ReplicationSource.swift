@@ -248,7 +248,7 @@ public final class ReplicationSource: Sendable {
         private func reportIfDue(_ confirmed: LSN) throws(PostgresError) {
             warnIfStalled(confirmed)
             let elapsed = Date().timeIntervalSince(lastStatus)
-            if elapsed >= settings.statusInterval || (confirmed > reported && elapsed >= 1) {
+            if elapsed >= settings.statusInterval || (confirmed > reported && elapsed >= 0.2) {
                 try sendStatus(confirmed, replyRequested: false)
             }
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A change as it leaves Sluice: Kafka key and the JSON value in Sequin's message shape.
 public struct Message: Sendable {
     /// Primary-key values joined with `:`; nil when the table has no key.
@@ -32,6 +34,8 @@ public struct ConsumerIdentity: Sendable, Hashable {
 public struct MessageEncoder: Sendable {
     public var consumer: ConsumerIdentity
     public var databaseName: String
+    /// Every change of a transaction has the same commit time: format it once.
+    private let timestamps = CommitTimestampCache()
 
     public init(consumer: ConsumerIdentity, databaseName: String) {
         self.consumer = consumer
@@ -115,7 +119,7 @@ public struct MessageEncoder: Sendable {
         json.raw(",\"table_name\":")
         json.string(relation.name)
         json.raw(",\"commit_timestamp\":")
-        json.string(PostgresTime.iso8601(microsecondsSince2000: transaction.commitTimestamp))
+        json.string(timestamps.text(for: transaction.commitTimestamp))
         json.raw(",\"commit_lsn\":")
         json.number(transaction.commitLSN.rawValue)
         json.raw(",\"commit_idx\":")
@@ -152,5 +156,23 @@ public struct MessageEncoder: Sendable {
 public enum MessageKey {
     public static func make(_ recordPKs: [String]) -> [UInt8]? {
         recordPKs.isEmpty ? nil : Array(recordPKs.joined(separator: ":").utf8)
+    }
+}
+
+/// The last commit timestamp formatted, per encoder. An encoder is used by one thread at a time
+/// (the replication thread), which is why the lock is cheap and uncontended.
+final class CommitTimestampCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int64 = .min
+    private var formatted = ""
+
+    func text(for microseconds: Int64) -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if microseconds != value {
+            value = microseconds
+            formatted = PostgresTime.iso8601(microsecondsSince2000: microseconds)
+        }
+        return formatted
     }
 }

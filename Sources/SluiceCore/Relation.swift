@@ -113,11 +113,17 @@ public struct Relation: Hashable, Sendable {
         case index = 105     // 'i'
     }
 
-    public var id: UInt32
-    public var schema: String
-    public var name: String
-    public var replicaIdentity: ReplicaIdentity
-    public var columns: [Column]
+    public let id: UInt32
+    public let schema: String
+    public let name: String
+    public let replicaIdentity: ReplicaIdentity
+    public let columns: [Column]
+    /// `schema.name`, as the configuration names tables.
+    public let qualifiedName: String
+    /// Indexes of the columns that identify a row: the primary key, or failing that the replica
+    /// identity columns (unless that is every column, as with REPLICA IDENTITY FULL).
+    /// Worked out once here: every message of the table needs them.
+    public let keyColumnIndexes: [Int]
 
     public init(id: UInt32, schema: String, name: String, replicaIdentity: ReplicaIdentity, columns: [Column]) {
         self.id = id
@@ -125,17 +131,14 @@ public struct Relation: Hashable, Sendable {
         self.name = name
         self.replicaIdentity = replicaIdentity
         self.columns = columns
-    }
-
-    /// `schema.name`, as the configuration names tables.
-    public var qualifiedName: String { "\(schema).\(name)" }
-
-    /// Indexes of the columns that identify a row: the primary key, or failing that the replica
-    /// identity columns (unless that is every column, as with REPLICA IDENTITY FULL).
-    public var keyColumnIndexes: [Int] {
+        self.qualifiedName = "\(schema).\(name)"
         let primary = columns.indices.filter { columns[$0].isPrimaryKey }
-        if !primary.isEmpty { return primary }
-        if replicaIdentity == .full { return [] }
-        return columns.indices.filter { columns[$0].isReplicaIdentity }
+        if !primary.isEmpty {
+            keyColumnIndexes = primary
+        } else if replicaIdentity == .full {
+            keyColumnIndexes = []
+        } else {
+            keyColumnIndexes = columns.indices.filter { columns[$0].isReplicaIdentity }
+        }
     }
 }
