@@ -259,7 +259,7 @@ final class Dispatcher: @unchecked Sendable {
         let key = Self.text(outgoing.message.key)
         logger.error("message too large for Kafka; cancelled", metadata: [
             "sink": "\(sink.name)", "table": "\(outgoing.table)", "key": "\(key)", "topic": "\(outgoing.message.topic)",
-            "size_bytes": "\(outgoing.message.value.count)", "limit_bytes": "\(Pipeline.defaultMaxMessageBytes)",
+            "size_bytes": "\(outgoing.message.value.count)", "limit_bytes": "\(sink.destination.maxMessageBytes)",
             "error": "\(error)"])
         do {
             try ledger.recordCancelled(CancelledMessage(

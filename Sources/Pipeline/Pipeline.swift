@@ -23,9 +23,6 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     /// Signalled whenever deliveries free capacity.
     private let capacity = NSCondition()
 
-    /// Message bytes above which the broker refuses a message (librdkafka's default message.max.bytes).
-    public static let defaultMaxMessageBytes = 1_000_000
-
     public init(config: SluiceConfig, databaseName: String, startLSN: LSN, ledger: DeliveryLedger, logger: Logger) throws {
         self.logger = logger
         tracker = Mutex(CheckpointTracker(confirmed: startLSN))
