@@ -36,21 +36,15 @@ public struct DeliveryReport: Sendable {
 public final class KafkaProducer: @unchecked Sendable {
     let handle: OpaquePointer
     let queue: OpaquePointer
-    let logger: Logger
-    let onDelivery: @Sendable ([DeliveryReport]) -> Void
+    /// Polls the event queue on its own thread; the thread holds the poller, never the producer,
+    /// so releasing the producer stops the thread and destroys the client.
+    private let events: KafkaEventPoller
     private var topics: [String: OpaquePointer] = [:]
     private let topicsLock = Mutex(())
-    private let stopPolling = Atomic<Bool>(false)
-    private let lastError = Mutex<KafkaError?>(nil)
-    /// The largest number of messages librdkafka put in one produce batch (from its statistics).
-    public let largestBatch = Atomic<Int>(0)
-    private let pollerDone = DispatchSemaphore(value: 0)
 
     /// Creates the producer; the error names the librdkafka property that was refused.
     public init(properties: [(String, String)], logger: Logger,
                 onDelivery: @escaping @Sendable ([DeliveryReport]) -> Void) throws(KafkaError) {
-        self.logger = logger
-        self.onDelivery = onDelivery
         let conf = rd_kafka_conf_new()
         var errorText = [CChar](repeating: 0, count: 512)
         for (name, value) in properties {
@@ -70,14 +64,21 @@ public final class KafkaProducer: @unchecked Sendable {
         handle = producer
         queue = rd_kafka_queue_get_main(producer)
         rd_kafka_set_log_queue(producer, nil)
-        let thread = Thread { [self] in pollEvents() }
+        let events = KafkaEventPoller(handle: producer, queue: queue, logger: logger, onDelivery: onDelivery)
+        self.events = events
+        let thread = Thread { events.run() }
         thread.name = "sluice-kafka-events"
         thread.start()
     }
 
+    /// The most recent error librdkafka reported about its connections (TLS, authentication, transport).
+    public var lastClientError: KafkaError? { events.lastClientError }
+
+    /// The largest number of messages librdkafka put in one produce batch (from its statistics).
+    public var largestBatch: Int { events.largestBatch.load(ordering: .relaxed) }
+
     deinit {
-        stopPolling.store(true, ordering: .relaxed)
-        pollerDone.wait()
+        events.stop()
         for topic in topics.values { rd_kafka_topic_destroy(topic) }
         rd_kafka_queue_destroy(queue)
         rd_kafka_destroy(handle)
@@ -172,87 +173,5 @@ public final class KafkaProducer: @unchecked Sendable {
             total += high
         }
         return total
-    }
-
-    // MARK: - Event queue
-
-    private func pollEvents() {
-        defer { pollerDone.signal() }
-        while !stopPolling.load(ordering: .relaxed) {
-            guard let event = rd_kafka_queue_poll(queue, 100) else { continue }
-            defer { rd_kafka_event_destroy(event) }
-            switch rd_kafka_event_type(event) {
-            case RD_KAFKA_EVENT_DR:
-                var reports: [DeliveryReport] = []
-                reports.reserveCapacity(rd_kafka_event_message_count(event))
-                while let message = rd_kafka_event_message_next(event) {
-                    reports.append(report(for: message.pointee))
-                }
-                onDelivery(reports)
-            case RD_KAFKA_EVENT_ERROR:
-                let code = rd_kafka_event_error(event)
-                let text = String(cString: rd_kafka_event_error_string(event))
-                let error = KafkaError(code: code.rawValue, message: text)
-                lastError.withLock { $0 = error }
-                if error.category == .authentication {
-                    logger.error("Kafka refused the credentials", metadata: ["error": "\(text)", "code": "\(error.name)"])
-                    continue
-                }
-                if rd_kafka_event_error_is_fatal(event) != 0 {
-                    var fatalText = [CChar](repeating: 0, count: 512)
-                    let fatal = rd_kafka_fatal_error(handle, &fatalText, fatalText.count)
-                    logger.critical("Kafka producer failed", metadata: ["error": "\(Self.text(fatalText))",
-                                                                        "code": "\(KafkaError(code: fatal.rawValue).name)"])
-                } else {
-                    logger.warning("Kafka client error", metadata: ["error": "\(text)",
-                                                                    "code": "\(KafkaError(code: code.rawValue).name)"])
-                }
-            case RD_KAFKA_EVENT_STATS:
-                if let json = rd_kafka_event_stats(event) { recordStatistics(String(cString: json)) }
-            case RD_KAFKA_EVENT_LOG:
-                // Errors also arrive as ERROR events; log lines are detail for debugging.
-                var facility: UnsafePointer<CChar>?
-                var text: UnsafePointer<CChar>?
-                var level: Int32 = 0
-                if rd_kafka_event_log(event, &facility, &text, &level) == 0 {
-                    logger.debug("librdkafka", metadata: ["facility": "\(facility.map { String(cString: $0) } ?? "")",
-                                                          "message": "\(text.map { String(cString: $0) } ?? "")"])
-                }
-            default:
-                break
-            }
-        }
-    }
-
-    /// The most recent error librdkafka reported about its connections (TLS, authentication, transport).
-    public var lastClientError: KafkaError? { lastError.withLock { $0 } }
-
-    /// Keeps the largest batch size seen (`topics.*.batchcnt.max` of librdkafka's statistics).
-    private func recordStatistics(_ json: String) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-              let topics = object["topics"] as? [String: Any] else { return }
-        for case let topic as [String: Any] in topics.values {
-            if let batches = topic["batchcnt"] as? [String: Any], let largest = batches["max"] as? Int {
-                largestBatch.max(largest, ordering: .relaxed)
-            }
-        }
-    }
-
-    private func report(for message: rd_kafka_message_t) -> DeliveryReport {
-        let token = UInt(bitPattern: message._private)
-        var error: KafkaError?
-        var payload: [UInt8]?
-        if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            // The payload of a delivery report is the message itself, so the text comes from the code.
-            error = KafkaError(code: message.err.rawValue)
-            if let bytes = message.payload { payload = Array(UnsafeRawBufferPointer(start: bytes, count: message.len)) }
-        }
-        var key: [UInt8]?
-        if let keyPointer = message.key, message.key_len > 0 {
-            key = Array(UnsafeRawBufferPointer(start: keyPointer, count: message.key_len))
-        }
-        let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-        return DeliveryReport(token: token, error: error, topic: topic, partition: message.partition,
-                              offset: message.offset, key: key, size: message.len, payload: payload)
     }
 }

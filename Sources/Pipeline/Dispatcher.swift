@@ -355,7 +355,7 @@ final class Dispatcher: @unchecked Sendable {
     var largestBatch: Int {
         lock.lock()
         defer { lock.unlock() }
-        return ([producer] + retiredProducers).map { $0.largestBatch.load(ordering: .relaxed) }.max() ?? 0
+        return ([producer] + retiredProducers).map(\.largestBatch).max() ?? 0
     }
 
     /// The current producer, to probe the brokers at start.

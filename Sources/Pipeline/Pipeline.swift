@@ -136,19 +136,22 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
 }
 
 /// Lets a producer's delivery callback, created before its dispatcher, reach that dispatcher.
+/// Weak, so that dispatcher → producer → callback → dispatcher is no cycle: releasing the
+/// pipeline destroys the librdkafka clients before the process exits.
 final class DispatcherSlots: @unchecked Sendable {
+    private struct WeakDispatcher { weak var dispatcher: Dispatcher? }
     private let lock = NSLock()
-    private var dispatchers: [Int: Dispatcher] = [:]
+    private var dispatchers: [Int: WeakDispatcher] = [:]
 
     func set(_ index: Int, _ dispatcher: Dispatcher) {
         lock.lock()
-        dispatchers[index] = dispatcher
+        dispatchers[index] = WeakDispatcher(dispatcher: dispatcher)
         lock.unlock()
     }
 
     func dispatcher(_ index: Int) -> Dispatcher? {
         lock.lock()
         defer { lock.unlock() }
-        return dispatchers[index]
+        return dispatchers[index]?.dispatcher
     }
 }

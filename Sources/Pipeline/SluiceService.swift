@@ -19,6 +19,8 @@ public struct SluiceService: Service {
 
     public func run() async throws {
         let setup = try Self.prepareDatabase(config: config.database, logger: logger)
+        let lock = try Self.lockState(path: config.statePath)
+        defer { close(lock) }
         let ledger = try DeliveryLedger(path: config.statePath)
         let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, startLSN: setup.confirmed, ledger: ledger,
                                     logger: logger)
@@ -50,6 +52,22 @@ public struct SluiceService: Service {
         _ = pipeline // keep producers alive until the source has drained them
     }
 
+    /// One running sluice per state file: a second one would mix its ledger with ours.
+    /// Holds an exclusive lock on `<state>.lock` for as long as the returned descriptor is open.
+    static func lockState(path: String) throws -> Int32 {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        let descriptor = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw StateFileError(message: "state.path: cannot create \(path).lock: \(String(cString: strerror(errno)))")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw StateFileError(message: "state.path: \(path) is in use by another running sluice — give each instance its own state.path")
+        }
+        return descriptor
+    }
+
     /// Creates the publication and slot if allowed and returns where the slot stands.
     static func prepareDatabase(config: DatabaseConfig, logger: Logger) throws -> (databaseName: String, confirmed: LSN) {
         let connection = try PostgresConnection(parameters: config.connectionParameters, applicationName: "sluice-setup")
@@ -62,4 +80,10 @@ public struct SluiceService: Service {
         if outcome.createdSlot { logger.info("created replication slot", metadata: ["slot": "\(config.slotName)"]) }
         return (outcome.databaseName, try setup.confirmedFlushLSN() ?? .zero)
     }
+}
+
+/// The state file cannot be used.
+public struct StateFileError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

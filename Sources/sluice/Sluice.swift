@@ -91,6 +91,7 @@ struct Run: AsyncParsableCommand {
     static func unwrap(_ error: Error) -> String {
         if let error = error as? PostgresError { return error.description }
         if let error = error as? KafkaError { return error.description }
+        if let error = error as? StateFileError { return error.description }
         return "\(error)"
     }
 }

@@ -159,6 +159,20 @@ struct StreamingTests {
         #expect(confirmed > beforeCommit, "the final status update passed the last commit")
     }
 
+    @Test func secondSluiceOnTheSameStateFileIsRefused() throws {
+        let fixture = try Fixture()
+        try fixture.database.execute("CREATE TABLE public.t (id int PRIMARY KEY)")
+        let config = fixture.config(tables: ["public.t"], sinks: [.init(name: "s", topic: fixture.topic())])
+        let first = try fixture.startSluice(config: config)
+        let second = try SluiceProcess(fixture.environment, config: config)
+        #expect(eventually(timeout: 30) { !second.process.isRunning }, "the second one stops")
+        second.process.waitUntilExit()
+        #expect(second.process.terminationStatus == 1)
+        #expect(second.log.contains("state.path: \(fixture.statePath) is in use by another running sluice"), "log:\n\(second.log)")
+        #expect(first.process.isRunning)
+        #expect(first.stop() == 0)
+    }
+
     func expectMetadata(_ message: ConsumedMessage, table: String, database: String, sink: String, pks: [String]) throws {
         let metadata = message.metadata
         #expect(metadata["table_schema"] as? String == "public")
