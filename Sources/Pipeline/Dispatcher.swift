@@ -17,7 +17,6 @@ struct OutgoingMessage: Sendable {
     var lastError: String?
     /// The message lives in the ledger and must be removed from it once delivered or cancelled.
     var isParked = false
-    var firstAttemptAt: Date?
 }
 
 /// Delivers one sink's messages: at most one message per group in flight, groups independent of
@@ -160,7 +159,6 @@ final class Dispatcher: @unchecked Sendable {
         let id = nextID
         nextID += 1
         inFlightByID[id] = outgoing.group
-        if groups[outgoing.group]?.inFlight?.firstAttemptAt == nil { groups[outgoing.group]?.inFlight?.firstAttemptAt = Date() }
         let producer = self.producer
         lock.unlock()
         metrics.sent()
@@ -438,22 +436,5 @@ final class Dispatcher: @unchecked Sendable {
         lock.broadcast()
         lock.unlock()
         workerDone.wait()
-    }
-
-    /// What the dispatcher holds, for logs, the console and tests.
-    struct Snapshot: Sendable {
-        var groups: Int
-        var inFlight: Int
-        var waiting: Int
-        var parkedGroups: Int
-        var memoryBytes: Int
-    }
-
-    var snapshot: Snapshot {
-        lock.lock()
-        defer { lock.unlock() }
-        return Snapshot(groups: groups.count, inFlight: inFlightByID.count,
-                        waiting: groups.values.reduce(0) { $0 + $1.waiting.count },
-                        parkedGroups: groups.values.filter { $0.parked > 0 }.count, memoryBytes: memoryBytes)
     }
 }

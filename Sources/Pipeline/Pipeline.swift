@@ -128,11 +128,6 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         capacity.broadcast()
         capacity.unlock()
     }
-
-    /// Counters per sink, for logs and tests.
-    public var metricsSummary: [String: [String: Int]] {
-        Dictionary(uniqueKeysWithValues: sinks.map { ($0.config.name, $0.metrics.summary) })
-    }
 }
 
 /// Lets a producer's delivery callback, created before its dispatcher, reach that dispatcher.
