@@ -30,6 +30,11 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
         ),
+        .systemLibrary(
+            name: "CLua",
+            pkgConfig: "lua5.4",
+            providers: [.apt(["liblua5.4-dev"])]
+        ),
 
         // MARK: - Sluice
         .target(name: "SluiceCore"),
@@ -47,6 +52,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "Functions", dependencies: ["SluiceCore", "CLua"]),
         .target(
             name: "Ledger",
             dependencies: ["SluiceCore", .product(name: "GRDB", package: "GRDB.swift")]
@@ -54,7 +60,7 @@ let package = Package(
         .target(
             name: "Pipeline",
             dependencies: [
-                "SluiceCore", "PostgresSource", "KafkaSink", "Ledger",
+                "SluiceCore", "PostgresSource", "KafkaSink", "Ledger", "Functions",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -73,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceCore", "PostgresSource", "KafkaSink", "Ledger", "Pipeline", "Console",
+                "SluiceCore", "PostgresSource", "KafkaSink", "Ledger", "Functions", "Pipeline", "Console",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,6 +95,7 @@ let package = Package(
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource", "SluiceCore"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore"]),
         .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore"]),
+        .testTarget(name: "FunctionsTests", dependencies: ["Functions", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "Ledger"]

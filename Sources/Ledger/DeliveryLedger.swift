@@ -9,6 +9,8 @@ public final class DeliveryLedger: Sendable {
     let database: DatabaseQueue
     public let path: String
     public static let deliveredKept = 1_000
+    /// Message bodies (before the sink's functions) kept per sink for `sluice fn test --recent`.
+    public static let recentBodiesKept = 20
 
     public init(path: String) throws {
         self.path = path
@@ -49,7 +51,44 @@ public final class DeliveryLedger: Sendable {
                 CREATE INDEX cancelled_by_sink ON cancelled (sink, id);
                 """)
         }
+        migrator.registerMigration("v2-recent-bodies") { db in
+            try db.execute(sql: """
+                CREATE TABLE recent_body (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, value BLOB NOT NULL);
+                CREATE INDEX recent_body_by_sink ON recent_body (sink, id);
+                """)
+        }
         return migrator
+    }
+
+    /// Opens an existing state file without writing to it (for commands that inspect a stopped instance).
+    public init(readingExisting path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.label = "sluice-ledger-read"
+        configuration.readonly = true
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw LedgerError(message: "state.path: no state file at \(path) — has sluice run with this configuration?")
+        }
+        database = try DatabaseQueue(path: path, configuration: configuration)
+    }
+
+    // MARK: - Recent bodies
+
+    /// Replaces a sink's kept bodies with these (oldest first), keeping the newest 20.
+    public func replaceRecentBodies(sink: String, _ bodies: [[UInt8]]) throws {
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM recent_body WHERE sink = ?", arguments: [sink])
+            let insert = try db.cachedStatement(sql: "INSERT INTO recent_body (sink, value) VALUES (?, ?)")
+            for body in bodies.suffix(Self.recentBodiesKept) { try insert.execute(arguments: [sink, Data(body)]) }
+        }
+    }
+
+    /// The bodies of the newest delivered messages of a sink, newest first.
+    public func recentBodies(sink: String, limit: Int = 20) throws -> [[UInt8]] {
+        try database.read { db in
+            try Data.fetchAll(db, sql: "SELECT value FROM recent_body WHERE sink = ? ORDER BY id DESC LIMIT ?", arguments: [sink, limit])
+                .map { [UInt8]($0) }
+        }
     }
 
     // MARK: - Parked
@@ -216,4 +255,10 @@ public final class DeliveryLedger: Sendable {
                       value: [UInt8](row["value"] as Data), deliverCount: row["deliver_count"], lastError: row["last_error"],
                       parkedAt: Date(timeIntervalSince1970: row["parked_at"]))
     }
+}
+
+/// The state file cannot be opened as asked.
+public struct LedgerError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

@@ -1,5 +1,6 @@
 import DequeModule
 import Foundation
+import Functions
 import KafkaSink
 import Ledger
 import Logging
@@ -10,13 +11,27 @@ struct OutgoingMessage: Sendable {
     var position: MessagePosition
     var group: String
     var table: String
+    /// The message as it goes to Kafka (after the sink's functions).
     var message: Message
+    /// The message as Sluice encoded it, before the sink's functions, when they changed it: this is
+    /// what the ledger keeps, so a retry runs the functions again (fixed ones, after a restart).
+    var original: Message?
     /// The checkpoint token to acknowledge once the message is safe; 0 once it was settled by parking.
     var checkpointToken: UInt
     var deliverCount = 0
     var lastError: String?
     /// The message lives in the ledger and must be removed from it once delivered or cancelled.
     var isParked = false
+
+    /// What the ledger keeps of it.
+    var beforeFunctions: Message { original ?? message }
+
+    /// Bytes held in memory for it.
+    var memoryCost: Int {
+        guard let original, original.value.count != message.value.count || original.value != message.value
+        else { return message.value.count }
+        return message.value.count + original.value.count
+    }
 }
 
 /// Delivers one sink's messages: at most one message per group in flight, groups independent of
@@ -43,6 +58,12 @@ final class Dispatcher: @unchecked Sendable {
     /// Acknowledges checkpoint tokens (the message is in Kafka, parked or cancelled).
     let settle: @Sendable ([UInt]) -> Void
     let maxMemoryBytes: Int
+    /// The sink's functions: one instance for the replication thread, one for retries from the ledger.
+    private let liveFunctions: SinkFunctions?
+    private let retryFunctions: SinkFunctions?
+    /// Bodies (before functions) of the last messages delivered, for `sluice fn test --recent`.
+    private var recentBodies = Deque<[UInt8]>()
+    private var recentBodiesUnsaved = false
 
     private let lock = NSCondition()
     private var groups: [String: Group] = [:]
@@ -73,6 +94,13 @@ final class Dispatcher: @unchecked Sendable {
         self.metrics = metrics
         self.settle = settle
         self.maxMemoryBytes = sink.maxMemoryMB * 1_048_576
+        if sink.hasFunctions {
+            liveFunctions = try SinkFunctions(sink: sink)
+            retryFunctions = try SinkFunctions(sink: sink)
+        } else {
+            liveFunctions = nil
+            retryFunctions = nil
+        }
         for (group, count) in try ledger.parkedGroups(sink: sink.name) {
             groups[group] = Group(parked: count)
         }
@@ -114,24 +142,54 @@ final class Dispatcher: @unchecked Sendable {
 
     // MARK: - Submitting (replication thread)
 
-    func submit(_ outgoing: OutgoingMessage) {
+    /// Takes a message as Sluice encoded it; runs the sink's functions on it first.
+    func submit(_ encoded: OutgoingMessage) {
+        var outgoing = encoded
+        var failure: String?
+        if let liveFunctions {
+            switch liveFunctions.apply(to: encoded.message) {
+            case .send(let message):
+                outgoing.message = message
+                outgoing.original = encoded.message
+            case .drop:
+                metrics.filtered()
+                settle([encoded.checkpointToken])
+                return
+            case .failed(let error):
+                failure = error
+            }
+        }
         lock.lock()
         var group = groups[outgoing.group] ?? Group()
         var toProduce: OutgoingMessage?
         if group.parked > 0 {
-            var parked = outgoing
+            var parked = encoded
             parked.isParked = true
             pendingParks.append(parked)
             group.parked += 1
             metrics.parked(change: 1)
             lock.broadcast()
+        } else if let failure {
+            // A function failed: park the message as it was before the functions, hold its group behind it.
+            var parked = encoded
+            parked.isParked = true
+            parked.deliverCount = 1
+            parked.lastError = failure
+            pendingParks.append(parked)
+            group.parked += 1
+            group.retryAt = Date().addingTimeInterval(Self.backoff(attempt: 1))
+            metrics.parked(change: 1)
+            metrics.functionFailed()
+            lock.broadcast()
+            logger.warning("a function failed; parking the message and its group, retrying", metadata: [
+                "sink": "\(sink.name)", "table": "\(encoded.table)", "key": "\(Self.text(encoded.message.key))", "error": "\(failure)"])
         } else if group.inFlight == nil {
             group.inFlight = outgoing
             toProduce = outgoing
-            memoryBytes += outgoing.message.value.count
+            memoryBytes += outgoing.memoryCost
         } else {
             group.waiting.append(outgoing)
-            memoryBytes += outgoing.message.value.count
+            memoryBytes += outgoing.memoryCost
         }
         groups[outgoing.group] = group
         lock.unlock()
@@ -183,7 +241,7 @@ final class Dispatcher: @unchecked Sendable {
                   var outgoing = group.inFlight else { continue }
             metrics.reported()
             group.inFlight = nil
-            if !outgoing.isParked { memoryBytes -= outgoing.message.value.count }
+            if !outgoing.isParked { memoryBytes -= outgoing.memoryCost }
             outgoing.deliverCount += 1
 
             if let error = report.error, error.category != .messageTooLarge {
@@ -197,7 +255,7 @@ final class Dispatcher: @unchecked Sendable {
                     outgoing.isParked = true
                     var parking = [outgoing]
                     while let waiting = group.waiting.popFirst() {
-                        memoryBytes -= waiting.message.value.count
+                        memoryBytes -= waiting.memoryCost
                         var parked = waiting
                         parked.isParked = true
                         parking.append(parked)
@@ -249,6 +307,9 @@ final class Dispatcher: @unchecked Sendable {
             partition: report.partition, offset: report.offset, deliverCount: outgoing.deliverCount))
         if recentlyDelivered.count > DeliveryLedger.deliveredKept { recentlyDelivered.removeFirst() }
         deliveredUnsaved += 1
+        recentBodies.append(outgoing.beforeFunctions.value)
+        if recentBodies.count > DeliveryLedger.recentBodiesKept { recentBodies.removeFirst() }
+        recentBodiesUnsaved = true
     }
 
     /// Too large for Kafka: never retried; logged with table, key, size and limit, counted, kept in the ledger.
@@ -367,7 +428,8 @@ final class Dispatcher: @unchecked Sendable {
         try ledger.apply(
             park: parks.map { outgoing in
                 ParkedMessage(sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table,
-                              topic: outgoing.message.topic, key: outgoing.message.key, value: outgoing.message.value,
+                              topic: outgoing.beforeFunctions.topic, key: outgoing.beforeFunctions.key,
+                              value: outgoing.beforeFunctions.value,
                               deliverCount: outgoing.deliverCount, lastError: outgoing.lastError)
             },
             unpark: unparks, attempts: attempts.map { (position: $0.0, deliverCount: $0.1, error: $0.2) }, sink: sink.name)
@@ -377,8 +439,13 @@ final class Dispatcher: @unchecked Sendable {
         lock.lock()
         let unsaved = Array(recentlyDelivered.suffix(min(deliveredUnsaved, recentlyDelivered.count)))
         deliveredUnsaved = 0
+        let bodies = recentBodiesUnsaved ? Array(recentBodies) : nil
+        recentBodiesUnsaved = false
         lock.unlock()
-        do { try ledger.recordDelivered(unsaved) } catch {
+        do {
+            try ledger.recordDelivered(unsaved)
+            if let bodies { try ledger.replaceRecentBodies(sink: sink.name, bodies) }
+        } catch {
             logger.warning("could not save recently delivered messages", metadata: ["error": "\(error)"])
         }
     }
@@ -407,10 +474,47 @@ final class Dispatcher: @unchecked Sendable {
                 lock.unlock()
                 continue
             }
-            let outgoing = OutgoingMessage(
+            var outgoing = OutgoingMessage(
                 position: head.position, group: key, table: head.table,
                 message: Message(key: head.key, value: head.value, topic: head.topic, recordPKs: []),
                 checkpointToken: 0, deliverCount: head.deliverCount, lastError: head.lastError, isParked: true)
+            lock.lock()
+            let skip = groups[key]?.inFlight != nil || pendingUnparks.contains(head.position)
+            lock.unlock()
+            if skip { continue }
+            if let retryFunctions {
+                // The ledger holds messages as they were before the functions: run them (again).
+                switch retryFunctions.apply(to: outgoing.message) {
+                case .send(let message):
+                    outgoing.original = outgoing.message
+                    outgoing.message = message
+                case .drop:
+                    metrics.filtered()
+                    lock.lock()
+                    pendingUnparks.append(head.position)
+                    if var group = groups[key] {
+                        group.parked -= 1
+                        group.retryAt = nil
+                        if group.isIdle { groups.removeValue(forKey: key) } else { groups[key] = group }
+                    }
+                    metrics.parked(change: -1)
+                    lock.broadcast()
+                    lock.unlock()
+                    continue
+                case .failed(let error):
+                    let attempt = head.deliverCount + 1
+                    metrics.failedAttempt()
+                    metrics.functionFailed()
+                    lock.lock()
+                    pendingAttempts.append((head.position, attempt, error))
+                    groups[key]?.retryAt = Date().addingTimeInterval(Self.backoff(attempt: attempt))
+                    lock.broadcast()
+                    lock.unlock()
+                    logger.warning("a function failed again; retrying later", metadata: [
+                        "sink": "\(sink.name)", "table": "\(head.table)", "attempt": "\(attempt)", "error": "\(error)"])
+                    continue
+                }
+            }
             lock.lock()
             guard groups[key]?.inFlight == nil, !pendingUnparks.contains(head.position) else { lock.unlock(); continue }
             groups[key]?.inFlight = outgoing

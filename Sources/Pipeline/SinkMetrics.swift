@@ -10,10 +10,14 @@ final class SinkMetrics: Sendable {
     private let parkedCount = Atomic<Int>(0)
     private let failedAttempts = Atomic<Int>(0)
     private let cancelledTooLarge = Atomic<Int>(0)
+    private let filteredCount = Atomic<Int>(0)
+    private let functionFailures = Atomic<Int>(0)
 
     private let deliveredCounter: Counter
     private let failedCounter: Counter
     private let cancelledCounter: Counter
+    private let filteredCounter: Counter
+    private let functionFailureCounter: Counter
     private let inFlightGauge: Gauge
     private let parkedGauge: Gauge
 
@@ -22,6 +26,8 @@ final class SinkMetrics: Sendable {
         deliveredCounter = Counter(label: "sluice_messages_delivered_total", dimensions: dimensions)
         failedCounter = Counter(label: "sluice_delivery_failures_total", dimensions: dimensions)
         cancelledCounter = Counter(label: "sluice_messages_cancelled_total", dimensions: dimensions + [("reason", "too_large")])
+        filteredCounter = Counter(label: "sluice_messages_filtered_total", dimensions: dimensions)
+        functionFailureCounter = Counter(label: "sluice_function_failures_total", dimensions: dimensions)
         inFlightGauge = Gauge(label: "sluice_messages_in_flight", dimensions: dimensions)
         parkedGauge = Gauge(label: "sluice_messages_parked", dimensions: dimensions)
         inFlightGauge.record(0)
@@ -48,6 +54,18 @@ final class SinkMetrics: Sendable {
         failedCounter.increment()
     }
 
+    /// A filter function dropped a change.
+    func filtered() {
+        filteredCount.add(1, ordering: .relaxed)
+        filteredCounter.increment()
+    }
+
+    /// A function raised, ran out of budget or returned the wrong type.
+    func functionFailed() {
+        functionFailures.add(1, ordering: .relaxed)
+        functionFailureCounter.increment()
+    }
+
     func cancelled() {
         cancelledTooLarge.add(1, ordering: .relaxed)
         cancelledCounter.increment()
@@ -65,6 +83,7 @@ final class SinkMetrics: Sendable {
         ["delivered": deliveredCount.load(ordering: .relaxed), "in_flight": inFlightCount.load(ordering: .relaxed),
          "in_flight_peak": inFlightPeak.load(ordering: .relaxed), "parked": parkedCount.load(ordering: .relaxed),
          "failed_attempts": failedAttempts.load(ordering: .relaxed),
-         "cancelled_too_large": cancelledTooLarge.load(ordering: .relaxed)]
+         "cancelled_too_large": cancelledTooLarge.load(ordering: .relaxed),
+         "filtered": filteredCount.load(ordering: .relaxed), "function_failures": functionFailures.load(ordering: .relaxed)]
     }
 }

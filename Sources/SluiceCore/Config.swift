@@ -3,7 +3,47 @@ public struct SluiceConfig: Sendable {
     public var database: DatabaseConfig
     public var statePath: String
     public var console: ConsoleConfig?
+    /// Declared once at the top level; sinks refer to them by name.
+    public var functions: [FunctionConfig] = []
     public var sinks: [SinkConfig]
+}
+
+/// A user function (`functions[i]`): Lua code for filter, transform and routing, or a path.
+public struct FunctionConfig: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case filter, transform, path, routing
+        /// The global a chunk of this kind must define.
+        public var entryPoint: String? {
+            switch self {
+            case .filter: "filter"
+            case .transform: "transform"
+            case .routing: "route"
+            case .path: nil
+            }
+        }
+    }
+
+    public var name: String
+    public var kind: Kind
+    /// Lua source (empty for path functions).
+    public var code: String
+    /// Where the code came from, as error messages name it: the file as written, or `functions[i].code`.
+    public var origin: String
+    /// For path functions: `record.address.city`.
+    public var path: String
+    public var maxInstructions: Int
+    public var maxMemoryMB: Int
+
+    public init(name: String, kind: Kind, code: String = "", origin: String = "", path: String = "",
+                maxInstructions: Int = 1_000_000, maxMemoryMB: Int = 16) {
+        self.name = name
+        self.kind = kind
+        self.code = code
+        self.origin = origin
+        self.path = path
+        self.maxInstructions = maxInstructions
+        self.maxMemoryMB = maxMemoryMB
+    }
 }
 
 public struct TableName: Hashable, Sendable, CustomStringConvertible {
@@ -73,10 +113,17 @@ public struct SinkConfig: Sendable {
     /// Seconds a message may wait for Kafka's acknowledgement before its group is parked.
     public var parkAfter: Double
     public var destination: KafkaDestination
+    /// Drops changes for which it returns false.
+    public var filter: FunctionConfig?
+    /// Sets `topic` and/or `message_key`.
+    public var routing: FunctionConfig?
+    /// A transform or path function: its result is the message value.
+    public var transform: FunctionConfig?
 
     public init(name: String, tables: [TableName] = [], actions: Set<Action> = Set(Action.allCases),
                 messageGrouping: Bool = true, groupColumns: [TableName: [String]] = [:], maxMemoryMB: Int = 128,
-                parkAfter: Double = 120, destination: KafkaDestination) {
+                parkAfter: Double = 120, destination: KafkaDestination, filter: FunctionConfig? = nil,
+                routing: FunctionConfig? = nil, transform: FunctionConfig? = nil) {
         self.name = name
         self.tables = tables
         self.actions = actions
@@ -85,7 +132,12 @@ public struct SinkConfig: Sendable {
         self.maxMemoryMB = maxMemoryMB
         self.parkAfter = parkAfter
         self.destination = destination
+        self.filter = filter
+        self.routing = routing
+        self.transform = transform
     }
+
+    public var hasFunctions: Bool { filter != nil || routing != nil || transform != nil }
 
     public func accepts(table: TableName, action: Action) -> Bool {
         actions.contains(action) && (tables.isEmpty || tables.contains(table))

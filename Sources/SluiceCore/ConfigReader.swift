@@ -5,14 +5,20 @@ import Foundation
 public struct ConfigReader {
     public private(set) var errors: [ConfigError] = []
     let environment: [String: String]
+    /// Where `functions[].file` paths start: the YAML file's folder.
+    let baseDirectory: String
+    /// Declared functions by name, for the sinks' references.
+    var functions: [String: FunctionConfig] = [:]
 
-    public init(environment: [String: String]) {
+    public init(environment: [String: String], baseDirectory: String = ".") {
         self.environment = environment
+        self.baseDirectory = baseDirectory
     }
 
     /// Returns the configuration, or every problem found.
-    public static func read(_ root: ConfigNode, environment: [String: String]) -> Result<SluiceConfig, ConfigErrors> {
-        var reader = ConfigReader(environment: environment)
+    public static func read(_ root: ConfigNode, environment: [String: String],
+                            baseDirectory: String = ".") -> Result<SluiceConfig, ConfigErrors> {
+        var reader = ConfigReader(environment: environment, baseDirectory: baseDirectory)
         let config = reader.readRoot(root)
         if let config, reader.errors.isEmpty { return .success(config) }
         return .failure(ConfigErrors(errors: reader.errors))
@@ -21,7 +27,7 @@ public struct ConfigReader {
     // MARK: - Sections
 
     mutating func readRoot(_ root: ConfigNode) -> SluiceConfig? {
-        guard let fields = mapping(root, at: "", allowed: ["database", "state", "console", "sinks"]) else { return nil }
+        guard let fields = mapping(root, at: "", allowed: ["database", "state", "console", "functions", "sinks"]) else { return nil }
         let database = fields["database"].flatMap { readDatabase($0, at: "database") }
         if fields["database"] == nil { errors.append(ConfigError("database", "is required")) }
 
@@ -36,6 +42,19 @@ public struct ConfigReader {
                 errors.append(ConfigError("console.listen", "\(quoted(listen)) — write host:port, e.g. 127.0.0.1:7376"))
             }
             console = ConsoleConfig(listen: listen, token: consoleFields["token"].flatMap { string($0, at: "console.token", secret: true) } ?? "")
+        }
+
+        var declared: [FunctionConfig] = []
+        if let node = fields["functions"] {
+            for (index, item) in list(node, at: "functions").enumerated() {
+                guard let function = readFunction(item, at: "functions[\(index)]") else { continue }
+                if functions[function.name] != nil {
+                    errors.append(ConfigError("functions[\(index)].name", "\(quoted(function.name)) is used by another function — function names must be unique"))
+                    continue
+                }
+                functions[function.name] = function
+                declared.append(function)
+            }
         }
 
         var sinks: [SinkConfig] = []
@@ -64,7 +83,7 @@ public struct ConfigReader {
             }
         }
         guard let database else { return nil }
-        return SluiceConfig(database: database, statePath: statePath, console: console, sinks: sinks)
+        return SluiceConfig(database: database, statePath: statePath, console: console, functions: declared, sinks: sinks)
     }
 
     mutating func readDatabase(_ node: ConfigNode, at path: String) -> DatabaseConfig? {
@@ -130,9 +149,9 @@ public struct ConfigReader {
         let allowed = ["name", "tables", "actions", "message_grouping", "group_columns", "max_memory_mb", "park_after",
                        "destination", "filter", "transform", "routing", "initial_backfill"]
         guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
-        for later in ["filter", "transform", "routing"] where fields[later] != nil {
-            errors.append(ConfigError("\(path).\(later)", "is not supported by this version of Sluice yet — remove it"))
-        }
+        let filter = fields["filter"].flatMap { functionReference($0, at: "\(path).filter", kinds: [.filter]) }
+        let transform = fields["transform"].flatMap { functionReference($0, at: "\(path).transform", kinds: [.transform, .path]) }
+        let routing = fields["routing"].flatMap { functionReference($0, at: "\(path).routing", kinds: [.routing]) }
         if let node = fields["initial_backfill"], bool(node, at: "\(path).initial_backfill") == true {
             errors.append(ConfigError("\(path).initial_backfill", "backfills are not supported by this version of Sluice yet — set it to false or remove it"))
         }
@@ -178,12 +197,13 @@ public struct ConfigReader {
             errors.append(ConfigError("\(path).destination", "is required: add a destination with type: kafka, hosts and topic"))
             return nil
         }
-        guard let destination = readKafka(destinationNode, at: "\(path).destination") else { return nil }
+        guard let destination = readKafka(destinationNode, at: "\(path).destination", topicOptional: routing != nil) else { return nil }
         return SinkConfig(name: name, tables: tables, actions: actions, messageGrouping: grouping, groupColumns: groupColumns,
-                          maxMemoryMB: memory, parkAfter: parkAfter, destination: destination)
+                          maxMemoryMB: memory, parkAfter: parkAfter, destination: destination, filter: filter,
+                          routing: routing, transform: transform)
     }
 
-    mutating func readKafka(_ node: ConfigNode, at path: String) -> KafkaDestination? {
+    mutating func readKafka(_ node: ConfigNode, at path: String, topicOptional: Bool = false) -> KafkaDestination? {
         let allowed = ["type", "hosts", "topic", "tls", "username", "password", "sasl_mechanism", "compression",
                        "batch_size", "max_ack_pending", "max_message_bytes"]
         guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
@@ -214,8 +234,8 @@ public struct ConfigReader {
         if let text = fields["topic"].flatMap({ string($0, at: "\(path).topic") }) {
             if let problem = Self.topicProblem(text) { errors.append(ConfigError("\(path).topic", "\(quoted(text)) — \(problem)")) }
             topic = text
-        } else if fields["topic"] == nil {
-            errors.append(ConfigError("\(path).topic", "is required: the Kafka topic to write to"))
+        } else if fields["topic"] == nil && !topicOptional {
+            errors.append(ConfigError("\(path).topic", "is required: the Kafka topic to write to (or set a routing function that sets topic)"))
         }
         let tls = fields["tls"].flatMap { readTLS($0, at: "\(path).tls") }
         let username = fields["username"].flatMap { string($0, at: "\(path).username") }
@@ -274,6 +294,99 @@ public struct ConfigReader {
                                       "cert_file and key_file go together — give both for a client certificate, or neither"))
         }
         return tls
+    }
+
+    // MARK: - Functions
+
+    mutating func readFunction(_ node: ConfigNode, at path: String) -> FunctionConfig? {
+        let allowed = ["name", "type", "code", "file", "path", "description", "max_instructions", "max_memory_mb"]
+        guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
+        let name = fields["name"].flatMap { string($0, at: "\(path).name") } ?? ""
+        if name.isEmpty || name == "none" {
+            errors.append(ConfigError("\(path).name", name.isEmpty ? "is required: give the function a name, e.g. paid-only"
+                                                                   : "\"none\" means no function — choose another name"))
+        }
+        guard let typeText = fields["type"].flatMap({ string($0, at: "\(path).type") }) else {
+            if fields["type"] == nil { errors.append(ConfigError("\(path).type", "is required: filter, transform, path or routing")) }
+            return nil
+        }
+        guard let kind = FunctionConfig.Kind(rawValue: typeText) else {
+            let hint = typeText == "enrichment" ? "enrichment functions are not supported by this version of Sluice yet"
+                                                : "use filter, transform, path or routing"
+            errors.append(ConfigError("\(path).type", "\(quoted(typeText)) — \(hint)"))
+            return nil
+        }
+        let maxInstructions = fields["max_instructions"].flatMap {
+            integer($0, at: "\(path).max_instructions", range: 1_000...1_000_000_000)
+        } ?? 1_000_000
+        let maxMemory = fields["max_memory_mb"].flatMap { integer($0, at: "\(path).max_memory_mb", range: 1...1_024) } ?? 16
+        var function = FunctionConfig(name: name, kind: kind, maxInstructions: maxInstructions, maxMemoryMB: maxMemory)
+
+        if kind == .path {
+            for key in ["code", "file"] where fields[key] != nil {
+                errors.append(ConfigError("\(path).\(key)", "a path function has no code — give path: record.field, or use type: transform"))
+            }
+            guard let text = fields["path"].flatMap({ string($0, at: "\(path).path") }) else {
+                if fields["path"] == nil { errors.append(ConfigError("\(path).path", "is required: e.g. record, or record.address.city")) }
+                return nil
+            }
+            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+            if let first = parts.first, ["record", "changes", "action", "metadata"].contains(String(first)), parts.allSatisfy({ !$0.isEmpty }) {
+                function.path = text
+            } else {
+                errors.append(ConfigError("\(path).path", "\(quoted(text)) — start with record, changes, action or metadata, then .field.field…"))
+                return nil
+            }
+            return function
+        }
+
+        if fields["path"] != nil {
+            errors.append(ConfigError("\(path).path", "only path functions take a path — remove it, or use type: path"))
+        }
+        switch (fields["code"], fields["file"]) {
+        case (.some, .some):
+            errors.append(ConfigError(path, "give code or file, not both"))
+            return nil
+        case (.some(let node), nil):
+            // Code is taken as written: ${...} in Lua is Lua's, not an environment variable.
+            guard case .scalar(let code) = node else {
+                errors.append(ConfigError("\(path).code", "must be text: the Lua chunk, e.g. code: |"))
+                return nil
+            }
+            function.code = code
+            function.origin = "\(path).code"
+        case (nil, .some(let node)):
+            guard let file = string(node, at: "\(path).file") else { return nil }
+            let full = file.hasPrefix("/") ? file : (baseDirectory as NSString).appendingPathComponent(file)
+            guard let code = try? String(contentsOfFile: full, encoding: .utf8) else {
+                errors.append(ConfigError("\(path).file", "\(quoted(file)) — no readable UTF-8 file at \(full); paths are relative to the configuration file's folder"))
+                return nil
+            }
+            function.code = code
+            function.origin = file
+        case (nil, nil):
+            let entry = kind.entryPoint ?? kind.rawValue
+            errors.append(ConfigError(path, "give code (a Lua chunk defining function \(entry)(action, record, changes, metadata)) or file"))
+            return nil
+        }
+        return function
+    }
+
+    /// A sink's `filter:`, `transform:` or `routing:`: the name of a declared function of the right type, or "none".
+    mutating func functionReference(_ node: ConfigNode, at path: String, kinds: [FunctionConfig.Kind]) -> FunctionConfig? {
+        guard let name = string(node, at: path), name != "none", !name.isEmpty else { return nil }
+        guard let function = functions[name] else {
+            let kindNames = kinds.map(\.rawValue).joined(separator: " or ")
+            let hint = Self.nearest(to: name, in: functions.values.filter { kinds.contains($0.kind) }.map(\.name))
+                .map { " — did you mean \($0)?" } ?? " — declare it under functions: with type: \(kindNames), or write none"
+            errors.append(ConfigError(path, "\(quoted(name)) is not a declared function\(hint)"))
+            return nil
+        }
+        guard kinds.contains(function.kind) else {
+            errors.append(ConfigError(path, "\(quoted(name)) is a \(function.kind.rawValue) function — this takes a \(kinds.map(\.rawValue).joined(separator: " or ")) function"))
+            return nil
+        }
+        return function
     }
 
     // MARK: - Rules
@@ -422,6 +535,7 @@ public struct ConfigReader {
 /// Every problem found in a configuration, one line each.
 public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
     public var errors: [ConfigError]
+    public init(errors: [ConfigError]) { self.errors = errors }
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Functions
 import SluiceCore
 import Yams
 
@@ -32,9 +33,26 @@ enum ConfigFile {
             throw .invalidYAML(path: path, reason: "\(error)".replacingOccurrences(of: "\n", with: " "))
         }
         let root = node.map(convert) ?? .mapping([])
-        switch ConfigReader.read(root, environment: environment) {
-        case .success(let config): return config
+        let folder = (path as NSString).deletingLastPathComponent
+        switch ConfigReader.read(root, environment: environment, baseDirectory: folder.isEmpty ? "." : folder) {
+        case .success(let config):
+            let problems = compileProblems(config.functions)
+            if !problems.isEmpty { throw .invalid(ConfigErrors(errors: problems)) }
+            return config
         case .failure(let errors): throw .invalid(errors)
+        }
+    }
+
+    /// Compiles every declared function once: a syntax error, a chunk that fails, or a missing
+    /// global function refuses the configuration, naming `functions[i].code` (or the file) and the line.
+    static func compileProblems(_ functions: [FunctionConfig]) -> [ConfigError] {
+        functions.compactMap { function -> ConfigError? in
+            do {
+                _ = try UserFunction(function)
+                return nil
+            } catch {
+                return ConfigError("", "\(error) (function \(function.name))")
+            }
         }
     }
 

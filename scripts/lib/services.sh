@@ -13,7 +13,7 @@
 #
 # Functions:
 #   sluice_install_deps    apt packages (libpq, librdkafka, kcat, socat,
-#                          postgresql-15, pkg-config, libsqlite3-dev)
+#                          postgresql-15, pkg-config, libsqlite3-dev, liblua5.4-dev)
 #                          + .venv with noida-db
 #   sluice_free_port       print a free TCP port on 127.0.0.1
 #   sluice_start_postgres  exports SLUICE_PG_PORT SLUICE_PG_DIR SLUICE_PG_PID
@@ -89,13 +89,14 @@ sluice_install_deps() {
     [ -x "$SLUICE_PG_BIN/initdb" ]         || missing+=("initdb (postgresql-15)")
     command -v pkg-config >/dev/null 2>&1 || missing+=("pkg-config")
     [ -f /usr/include/sqlite3.h ]          || missing+=("sqlite3.h (libsqlite3-dev)")
+    [ -f /usr/include/lua5.4/lua.h ]       || missing+=("lua.h (liblua5.4-dev)")
 
     if [ "${#missing[@]}" -gt 0 ]; then
         _sluice_log "missing: ${missing[*]} — installing apt packages"
         _sluice_as_root apt-get update -q || return 1
         _sluice_as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -q libpq-dev librdkafka-dev kcat socat \
-            postgresql-15 pkg-config libsqlite3-dev curl openssl || return 1
+            postgresql-15 pkg-config libsqlite3-dev curl openssl liblua5.4-dev || return 1
     fi
 
     # Project-local venv with the noida-db broker.

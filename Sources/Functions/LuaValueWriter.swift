@@ -1,0 +1,236 @@
+import CLua
+import SluiceCore
+
+/// Writes a Lua value as JSON: what a transform returned becomes the message value.
+///
+/// Tables that came from the message keep their shape (key order, null keys, array or object,
+/// also when empty); keys a function added follow in sorted order. A table the function built is
+/// an array if its keys are exactly 1…n, otherwise an object (`{}` when empty; `sluice.array()`
+/// makes an empty array). `sluice.null` is JSON null.
+struct LuaValueWriter {
+    let L: OpaquePointer
+    let numberTexts: [UInt64: [UInt8]]
+    var json = JSONWriter(capacity: 512)
+    private var shapes: Int32 = 0
+
+    init(_ L: OpaquePointer, numberTexts: [UInt64: [UInt8]]) {
+        self.L = L
+        self.numberTexts = numberTexts
+    }
+
+    /// The JSON text of the value at `index`.
+    static func json(_ L: OpaquePointer, at index: Int32, numberTexts: [UInt64: [UInt8]]) throws(FunctionError) -> [UInt8] {
+        var writer = LuaValueWriter(L, numberTexts: numberTexts)
+        let absolute = lua_absindex(L, index)
+        let top = lua_gettop(L)
+        defer { lua_settop(L, top) }
+        guard lua_checkstack(L, 20) != 0 else { throw FunctionError("Lua stack exhausted") }
+        lua_getfield(L, sluice_lua_registryindex(), "sluice.shapes")
+        writer.shapes = lua_gettop(L)
+        try writer.write(absolute, path: "", depth: 0)
+        return writer.json.bytes
+    }
+
+    private mutating func write(_ index: Int32, path: String, depth: Int) throws(FunctionError) {
+        switch lua_type(L, index) {
+        case LUA_TNIL:
+            json.null()
+        case LUA_TBOOLEAN:
+            json.bool(lua_toboolean(L, index) != 0)
+        case LUA_TNUMBER:
+            if lua_isinteger(L, index) != 0 {
+                json.number(lua_tointegerx(L, index, nil))
+            } else {
+                let value = lua_tonumberx(L, index, nil)
+                if let text = numberTexts[value.bitPattern] {
+                    json.raw(text)
+                } else {
+                    guard value.isFinite else {
+                        throw FunctionError("returned \(value) at \(Self.shown(path)) — JSON has no NaN or infinity; return a string")
+                    }
+                    json.raw(Self.floatText(value))
+                }
+            }
+        case LUA_TSTRING:
+            var length = 0
+            let pointer = lua_tolstring(L, index, &length)!
+            let bytes = UnsafeRawBufferPointer(start: pointer, count: length).bindMemory(to: UInt8.self)
+            guard Self.isValidUTF8(bytes) else {
+                throw FunctionError("returned a string that is not valid UTF-8 at \(Self.shown(path)) — JSON text must be UTF-8")
+            }
+            json.string(utf8: bytes)
+        case LUA_TTABLE:
+            guard depth < 100 else {
+                throw FunctionError("returned tables nested deeper than 100 levels at \(Self.shown(path)) (a table that contains itself?)")
+            }
+            guard lua_checkstack(L, 8) != 0 else { throw FunctionError("Lua stack exhausted") }
+            try writeTable(index, path: path, depth: depth)
+        case LUA_TLIGHTUSERDATA where sluice_lua_isnull(L, index) != 0:
+            json.null()
+        default:
+            let typeName = String(cString: lua_typename(L, lua_type(L, index)))
+            throw FunctionError("returned a \(typeName) at \(Self.shown(path)) — only nil, booleans, numbers, strings, tables and sluice.null become JSON")
+        }
+    }
+
+    private mutating func writeTable(_ table: Int32, path: String, depth: Int) throws(FunctionError) {
+        lua_pushvalue(L, table)
+        lua_rawget(L, shapes)
+        let shape = lua_gettop(L)
+        defer { lua_settop(L, shape - 1) }
+        switch lua_type(L, shape) {
+        case LUA_TBOOLEAN:
+            try writeArray(table, count: Int64(lua_rawlen(L, table)), path: path, depth: depth)
+        case LUA_TTABLE:
+            try writeShapedObject(table, keys: shape, path: path, depth: depth)
+        default:
+            // Built by the function: 1…n keys make an array, anything else an object.
+            if let count = sequenceLength(table), count > 0 {
+                try writeArray(table, count: count, path: path, depth: depth)
+            } else {
+                json.raw(UInt8(ascii: "{"))
+                var first = true
+                try writeOtherKeys(table, except: nil, first: &first, path: path, depth: depth)
+                json.raw(UInt8(ascii: "}"))
+            }
+        }
+    }
+
+    private mutating func writeArray(_ table: Int32, count: Int64, path: String, depth: Int) throws(FunctionError) {
+        json.raw(UInt8(ascii: "["))
+        if count > 0 {
+            for position in 1...count {
+                if position > 1 { json.raw(UInt8(ascii: ",")) }
+                lua_rawgeti(L, table, position)
+                try write(lua_gettop(L), path: path + "[\(position)]", depth: depth + 1)
+                sluice_lua_pop(L, 1)
+            }
+        }
+        json.raw(UInt8(ascii: "]"))
+    }
+
+    /// An object that came from the message: its keys in their order (null keys still null unless
+    /// given a value; keys set to nil left out), then keys the function added.
+    private mutating func writeShapedObject(_ table: Int32, keys: Int32, path: String, depth: Int) throws(FunctionError) {
+        json.raw(UInt8(ascii: "{"))
+        var first = true
+        let count = Int64(lua_rawlen(L, keys))
+        if count > 0 {
+            for position in 1...count {
+                lua_rawgeti(L, keys, position)                  // key
+                let key = lua_gettop(L)
+                lua_pushvalue(L, key)
+                lua_rawget(L, table)                            // value
+                if lua_type(L, -1) == LUA_TNIL {
+                    lua_pushvalue(L, key)
+                    lua_rawget(L, keys)                         // was it null in the message?
+                    let wasNull = lua_toboolean(L, -1) != 0
+                    sluice_lua_pop(L, 1)
+                    if wasNull {
+                        writeKey(key, first: &first)
+                        json.null()
+                    }
+                } else {
+                    let name = writeKey(key, first: &first)
+                    try write(lua_gettop(L), path: path + "." + name, depth: depth + 1)
+                }
+                sluice_lua_pop(L, 2)
+            }
+        }
+        try writeOtherKeys(table, except: keys, first: &first, path: path, depth: depth)
+        json.raw(UInt8(ascii: "}"))
+    }
+
+    /// Keys of `table` not listed in `except`, in sorted order (so output does not depend on hashing).
+    private mutating func writeOtherKeys(_ table: Int32, except keys: Int32?, first: inout Bool, path: String,
+                                         depth: Int) throws(FunctionError) {
+        var names: [(String, Int64?)] = []
+        lua_pushnil(L)
+        while lua_next(L, table) != 0 {
+            // stack: key, value
+            let key = lua_gettop(L) - 1
+            var listed = false
+            if let keys {
+                lua_pushvalue(L, key)
+                lua_rawget(L, keys)
+                listed = lua_type(L, -1) != LUA_TNIL
+                sluice_lua_pop(L, 1)
+            }
+            if !listed {
+                switch lua_type(L, key) {
+                case LUA_TSTRING:
+                    var length = 0
+                    let pointer = lua_tolstring(L, key, &length)!
+                    names.append((String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self), nil))
+                case LUA_TNUMBER where lua_isinteger(L, key) != 0:
+                    let number = lua_tointegerx(L, key, nil)
+                    names.append((String(number), number))
+                default:
+                    let typeName = String(cString: lua_typename(L, lua_type(L, key)))
+                    sluice_lua_pop(L, 2)
+                    throw FunctionError("returned a table with a \(typeName) key at \(Self.shown(path)) — JSON object keys are strings")
+                }
+            }
+            sluice_lua_pop(L, 1)
+        }
+        for (name, number) in names.sorted(by: { $0.0 < $1.0 }) {
+            if !first { json.raw(UInt8(ascii: ",")) }
+            first = false
+            json.key(name)
+            if let number { lua_rawgeti(L, table, number) } else { lua_pushstring(L, name); lua_rawget(L, table) }
+            try write(lua_gettop(L), path: path + "." + name, depth: depth + 1)
+            sluice_lua_pop(L, 1)
+        }
+    }
+
+    @discardableResult
+    private mutating func writeKey(_ key: Int32, first: inout Bool) -> String {
+        if !first { json.raw(UInt8(ascii: ",")) }
+        first = false
+        var length = 0
+        let pointer = lua_tolstring(L, key, &length)!
+        let bytes = UnsafeRawBufferPointer(start: pointer, count: length).bindMemory(to: UInt8.self)
+        json.string(utf8: bytes)
+        json.raw(UInt8(ascii: ":"))
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// n if the table's keys are exactly the integers 1…n (0 when it is empty), else nil.
+    private func sequenceLength(_ table: Int32) -> Int64? {
+        var count: Int64 = 0
+        var maxKey: Int64 = 0
+        lua_pushnil(L)
+        while lua_next(L, table) != 0 {
+            sluice_lua_pop(L, 1)
+            guard lua_type(L, -1) == LUA_TNUMBER, lua_isinteger(L, -1) != 0 else {
+                sluice_lua_pop(L, 1)
+                return nil
+            }
+            let key = lua_tointegerx(L, -1, nil)
+            guard key >= 1 else { sluice_lua_pop(L, 1); return nil }
+            count += 1
+            maxKey = max(maxKey, key)
+        }
+        return maxKey == count ? count : nil
+    }
+
+    static func shown(_ path: String) -> String { path.isEmpty ? "the top level" : path }
+
+    /// A float as JSON: shortest text that reads back as the same value.
+    static func floatText(_ value: Double) -> [UInt8] {
+        Array(value.description.utf8)
+    }
+
+    static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        if bytes.allSatisfy({ $0 < 0x80 }) { return true }
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return true
+            case .error: return false
+            }
+        }
+    }
+}

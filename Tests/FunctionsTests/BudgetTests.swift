@@ -1,0 +1,98 @@
+import Functions
+import SluiceCore
+import Testing
+
+/// Runaway code fails the message it ran on, with a reason; the function keeps working for the next one.
+@Suite struct BudgetTests {
+    static let runaway = message(record: #"{"id":1}"#)
+    static let normal = message(record: #"{"id":2}"#)
+
+    /// A filter that misbehaves on record 1 and returns true for any other.
+    static func filter(misbehaving body: String, maxInstructions: Int = 10_000, maxMemoryMB: Int = 16) throws -> UserFunction {
+        try function(.filter, """
+            function filter(action, record)
+              if record.id == 1 then
+                \(body)
+              end
+              return true
+            end
+            """, maxInstructions: maxInstructions, maxMemoryMB: maxMemoryMB)
+    }
+
+    @Test func endlessLoopRunsOutOfInstructions() throws {
+        let f = try Self.filter(misbehaving: "while true do end")
+        let thrown = #expect(throws: FunctionError.self) { try f.filter(Self.runaway) }
+        #expect(thrown?.message == "functions[0].code:3: exceeded its budget of 10000 instructions")
+        #expect(try f.filter(Self.normal))
+    }
+
+    @Test func pcallCannotOutlastTheBudget() throws {
+        let f = try Self.filter(misbehaving: "while true do pcall(function() while true do end end) end")
+        let thrown = #expect(throws: FunctionError.self) { try f.filter(Self.runaway) }
+        #expect(thrown?.message.hasSuffix("exceeded its budget of 10000 instructions") == true)
+        #expect(try f.filter(Self.normal))
+    }
+
+    @Test func theBudgetIsPerMessage() throws {
+        // About 4,000 instructions a call: 20 calls together are far over the budget, each alone is not.
+        let f = try function(.filter, "function filter() local n = 0 for i = 1, 1000 do n = n + i end return n > 0 end",
+                             maxInstructions: 10_000)
+        for _ in 0..<20 { #expect(try f.filter(Self.normal)) }
+    }
+
+    @Test func endlessLoopWhileLoadingTheChunk() {
+        let thrown = #expect(throws: FunctionError.self) {
+            try function(.filter, "while true do end\nfunction filter() return true end", maxInstructions: 10_000)
+        }
+        #expect(thrown?.message == "functions[0].code:1: exceeded its budget of 10000 instructions")
+    }
+
+    @Test func hugeStringRunsOutOfMemory() throws {
+        let f = try Self.filter(misbehaving: #"local s = string.rep("x", 2^30)"#)
+        let thrown = #expect(throws: FunctionError.self) { try f.filter(Self.runaway) }
+        #expect(thrown?.message == "exceeded its memory limit of 16 MB")
+        #expect(try f.filter(Self.normal))
+    }
+
+    @Test func growingTableRunsOutOfMemory() throws {
+        let f = try Self.filter(misbehaving: "local t = {} for i = 1, 1e9 do t[i] = i end",
+                                maxInstructions: 100_000_000, maxMemoryMB: 2)
+        let thrown = #expect(throws: FunctionError.self) { try f.filter(Self.runaway) }
+        #expect(thrown?.message == "exceeded its memory limit of 2 MB")
+        #expect(try f.filter(Self.normal))
+    }
+
+    @Test func memoryFailureInsidePcallDoesNotBreakTheState() throws {
+        let f = try Self.filter(misbehaving: #"local ok = pcall(string.rep, "x", 2^30) if not ok then return false end"#)
+        #expect(try !f.filter(Self.runaway))
+        #expect(try f.filter(Self.normal))
+    }
+
+    @Test func deepRecursionFails() throws {
+        let f = try Self.filter(misbehaving: "local function f(n) return f(n + 1) + 1 end\n    f(1)",
+                                maxInstructions: 1_000_000)
+        #expect(throws: FunctionError.self) { try f.filter(Self.runaway) }
+        #expect(try f.filter(Self.normal))
+    }
+
+    @Test func everyFailureLeavesTheFunctionUsable() throws {
+        let f = try function(.transform, #"""
+            function transform(action, record)
+              if record.id == 1 then while true do end end
+              if record.id == 2 then local s = string.rep("x", 2^30) end
+              if record.id == 3 then error({}) end
+              if record.id == 4 then error("plain") end
+              if record.id == 5 then local function f(n) return f(n + 1) + 1 end f(1) end
+              return {id = record.id}
+            end
+            """#, maxInstructions: 200_000)
+        for round in 0..<3 {
+            for id in 1...5 {
+                #expect(throws: FunctionError.self, "round \(round), id \(id)") {
+                    try f.transform(message(record: #"{"id":\#(id)}"#))
+                }
+                #expect(try f.transform(message(record: #"{"id":\#(10 + id)}"#)) == #"{"id":\#(10 + id)}"#.bytes)
+            }
+        }
+    }
+}
