@@ -1,35 +1,67 @@
+import Foundation
 import Hummingbird
 import Logging
+import Pipeline
 import Prometheus
 
-/// Sluice's HTTP endpoint on `console.listen`: `/metrics` (Prometheus text format) and `/healthz`.
-/// With `console.token` set, everything but `/healthz` needs `Authorization: Bearer <token>`.
+/// Sluice's console on `console.listen`: web pages, the JSON API (`/api`), `/metrics`
+/// (Prometheus), `/healthz` (liveness) and `/readyz` (PostgreSQL and every sink's brokers answer).
+/// With `console.token` set, everything but `/healthz` and `/readyz` needs the token.
 public enum ConsoleServer {
-    public static func application(host: String, port: Int, token: String, registry: PrometheusCollectorRegistry,
-                                   logger: Logger) -> some ApplicationProtocol {
+    public static func application(host: String, port: Int, token: String, inspectors: InspectorSlot,
+                                   registry: PrometheusCollectorRegistry, logger: Logger) -> some ApplicationProtocol {
+        let auth = ConsoleAuth(token: token, logger: logger)
         let router = Router()
         router.get("healthz") { _, _ in "ok\n" }
-        let protected = router.group()
-        if !token.isEmpty { protected.add(middleware: BearerTokenMiddleware(token: token)) }
-        protected.get("metrics") { _, _ -> Response in
+        let readiness = Readiness(inspectors: inspectors)
+        router.get("readyz") { _, _ -> Response in
+            let (ready, reason) = await readiness.check()
+            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: (ready ? "ready" : reason) + "\n")))
+        }
+
+        let metrics = router.group().add(middleware: APIAuthMiddleware(auth: auth))
+        metrics.get("metrics") { _, _ -> Response in
             var text: [UInt8] = []
             registry.emit(into: &text)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
+        APIRoutes(inspectors: inspectors).register(on: router.group("api").add(middleware: APIAuthMiddleware(auth: auth)))
+
+        let pages = PageRoutes(inspectors: inspectors, auth: auth)
+        pages.registerLogin(on: router)
+        pages.register(on: router.group().add(middleware: PageAuthMiddleware(auth: auth)))
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
                            logger: logger)
     }
+
+    /// True for addresses only this machine can reach; elsewhere the console needs a token.
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
 }
 
-/// Refuses requests without the configured bearer token; the token itself is never logged.
-struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    let token: String
+/// `/readyz`: connected to PostgreSQL and every sink's brokers answer (checked at most every 5 s).
+actor Readiness {
+    let inspectors: InspectorSlot
+    private var last: (at: Date, ready: Bool, reason: String)?
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.headers[.authorization] == "Bearer \(token)" else {
-            throw HTTPError(.unauthorized, message: "send Authorization: Bearer <console.token>")
+    init(inspectors: InspectorSlot) { self.inspectors = inspectors }
+
+    func check() async -> (Bool, String) {
+        if let last, Date().timeIntervalSince(last.at) < 5 { return (last.ready, last.reason) }
+        guard let inspector = inspectors.inspector else { return (false, "starting: the pipeline is not running yet") }
+        var result = (ready: true, reason: "")
+        if !inspector.status().connected {
+            result = (false, "not connected to PostgreSQL")
+        } else {
+            let brokers = await withCheckedContinuation { continuation in
+                Thread.detachNewThread { continuation.resume(returning: inspector.brokersAnswer(timeout: 2)) }
+            }
+            if !brokers { result = (false, "a sink's Kafka brokers do not answer") }
         }
-        return try await next(request, context)
+        last = (Date(), result.ready, result.reason)
+        return result
     }
 }

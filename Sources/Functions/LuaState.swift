@@ -22,7 +22,22 @@ final class LuaState {
         L = state
         self.maxInstructions = maxInstructions
         self.memoryLimitBytes = memoryLimitBytes
+        try run(code: Self.prelude, chunkName: "=sluice")
+        origin = "function"
     }
+
+    /// A finalizer (`__gc`) runs whenever the collector does — also while Sluice pushes a message or
+    /// closes the state, outside the budgets, where `while true do end` would hang the sink — so
+    /// `setmetatable` refuses a metatable that has one. (Set later, `__gc` is never called.)
+    private static let prelude = """
+        local setmetatable, rawget, type, error = setmetatable, rawget, type, error
+        _G.setmetatable = function(t, mt)
+          if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+            error("__gc metamethods are not available to Sluice functions", 2)
+          end
+          return setmetatable(t, mt)
+        end
+        """
 
     deinit {
         lua_close(L)

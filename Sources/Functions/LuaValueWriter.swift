@@ -60,8 +60,9 @@ struct LuaValueWriter {
             }
             json.string(utf8: bytes)
         case LUA_TTABLE:
-            guard depth < 100 else {
-                throw FunctionError("returned tables nested deeper than 100 levels at \(Self.shown(path)) (a table that contains itself?)")
+            // Deeper than a message may nest (200), so that passed-through values fit even when wrapped.
+            guard depth < 256 else {
+                throw FunctionError("returned tables nested deeper than 256 levels at \(Self.shown(path)) (a table that contains itself?)")
             }
             guard lua_checkstack(L, 8) != 0 else { throw FunctionError("Lua stack exhausted") }
             try writeTable(index, path: path, depth: depth)

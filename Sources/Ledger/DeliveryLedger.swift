@@ -11,6 +11,8 @@ public final class DeliveryLedger: Sendable {
     public static let deliveredKept = 1_000
     /// Message bodies (before the sink's functions) kept per sink for `sluice fn test --recent`.
     public static let recentBodiesKept = 20
+    /// Attempt errors kept per message (newest).
+    public static let errorsKept = 20
 
     public init(path: String) throws {
         self.path = path
@@ -55,6 +57,23 @@ public final class DeliveryLedger: Sendable {
             try db.execute(sql: """
                 CREATE TABLE recent_body (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, value BLOB NOT NULL);
                 CREATE INDEX recent_body_by_sink ON recent_body (sink, id);
+                """)
+        }
+        migrator.registerMigration("v3-console") { db in
+            try db.execute(sql: """
+                ALTER TABLE parked ADD COLUMN last_attempt_at REAL;
+                ALTER TABLE delivered ADD COLUMN action TEXT;
+                ALTER TABLE delivered ADD COLUMN record_pks TEXT;
+                ALTER TABLE cancelled ADD COLUMN action TEXT;
+                ALTER TABLE cancelled ADD COLUMN record_pks TEXT;
+                ALTER TABLE cancelled ADD COLUMN deliver_count INTEGER NOT NULL DEFAULT 1;
+                ALTER TABLE cancelled ADD COLUMN value BLOB;
+                CREATE TABLE attempt_error (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, commit_lsn INTEGER NOT NULL,
+                  commit_idx INTEGER NOT NULL, at REAL NOT NULL, error TEXT NOT NULL);
+                CREATE INDEX attempt_error_by_message ON attempt_error (sink, commit_lsn, commit_idx, id);
+                CREATE INDEX delivered_by_position ON delivered (sink, commit_lsn, commit_idx);
+                CREATE INDEX cancelled_by_position ON cancelled (sink, commit_lsn, commit_idx);
                 """)
         }
         return migrator
@@ -140,25 +159,42 @@ public final class DeliveryLedger: Sendable {
         try database.write { db in
             let insert = try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO parked (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, value,
-                  deliver_count, last_error, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  deliver_count, last_error, parked_at, last_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
+            let recordError = try db.cachedStatement(sql: "INSERT INTO attempt_error (sink, commit_lsn, commit_idx, at, error) VALUES (?, ?, ?, ?, ?)")
+            let now = Date().timeIntervalSince1970
             for message in messages {
                 try insert.execute(arguments: [
                     message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
                     message.position.commitIndex, message.table, message.topic, message.key.map { Data($0) },
                     Data(message.value), message.deliverCount, message.lastError, message.parkedAt.timeIntervalSince1970,
+                    message.lastAttemptAt?.timeIntervalSince1970,
                 ])
+                if let error = message.lastError, db.changesCount > 0 {
+                    try recordError.execute(arguments: [message.sink, Int64(bitPattern: message.position.commitLSN.rawValue),
+                                                        message.position.commitIndex, now, error])
+                }
             }
             let delete = try db.cachedStatement(sql: "DELETE FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?")
             for position in positions {
                 try delete.execute(arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex])
             }
             let update = try db.cachedStatement(sql: """
-                UPDATE parked SET deliver_count = ?, last_error = ? WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?
+                UPDATE parked SET deliver_count = ?, last_error = ?, last_attempt_at = ? WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?
                 """)
             for attempt in attempts {
-                try update.execute(arguments: [attempt.deliverCount, attempt.error, sink,
-                                               Int64(bitPattern: attempt.position.commitLSN.rawValue), attempt.position.commitIndex])
+                let lsn = Int64(bitPattern: attempt.position.commitLSN.rawValue)
+                try update.execute(arguments: [attempt.deliverCount, attempt.error, now, sink, lsn, attempt.position.commitIndex])
+                try recordError.execute(arguments: [sink, lsn, attempt.position.commitIndex, now, attempt.error])
+            }
+            // At most 20 errors per message.
+            for attempt in attempts where attempt.deliverCount > Self.errorsKept {
+                try db.execute(sql: """
+                    DELETE FROM attempt_error WHERE sink = ? AND commit_lsn = ? AND commit_idx = ? AND id <= (
+                      SELECT id FROM attempt_error WHERE sink = ? AND commit_lsn = ? AND commit_idx = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
+                    """, arguments: [sink, Int64(bitPattern: attempt.position.commitLSN.rawValue), attempt.position.commitIndex,
+                                     sink, Int64(bitPattern: attempt.position.commitLSN.rawValue), attempt.position.commitIndex,
+                                     Self.errorsKept])
             }
         }
     }
@@ -188,13 +224,14 @@ public final class DeliveryLedger: Sendable {
         try database.write { db in
             let statement = try db.cachedStatement(sql: """
                 INSERT INTO delivered (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, partition,
-                  kafka_offset, deliver_count, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  kafka_offset, deliver_count, delivered_at, action, record_pks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for message in messages.suffix(Self.deliveredKept) {
                 try statement.execute(arguments: [
                     message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
                     message.position.commitIndex, message.table, message.topic, message.key, message.size,
                     Int(message.partition), message.offset, message.deliverCount, message.deliveredAt.timeIntervalSince1970,
+                    message.action, Self.encodeList(message.recordPKs),
                 ])
             }
             for sink in Set(messages.map(\.sink)) {
@@ -207,14 +244,20 @@ public final class DeliveryLedger: Sendable {
 
     /// The newest delivered messages of a sink, newest first.
     public func recentlyDelivered(sink: String, limit: Int = 100) throws -> [DeliveredMessage] {
+        try recentlyDelivered(sink: sink, limit: limit, where: "", arguments: [])
+    }
+
+    func recentlyDelivered(sink: String, limit: Int, where condition: String, arguments: StatementArguments) throws -> [DeliveredMessage] {
         try database.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM delivered WHERE sink = ? ORDER BY id DESC LIMIT ?", arguments: [sink, limit])
+            try Row.fetchAll(db, sql: "SELECT * FROM delivered WHERE sink = ? \(condition) ORDER BY id DESC LIMIT ?",
+                             arguments: [sink] + arguments + [limit])
                 .map { row in
                     DeliveredMessage(sink: row["sink"], group: row["group_key"], position: Self.position(row), table: row["table_name"],
                                      topic: row["topic"], key: row["message_key"], size: row["size"],
                                      partition: Int32(row["partition"] as Int), offset: row["kafka_offset"],
                                      deliverCount: row["deliver_count"],
-                                     deliveredAt: Date(timeIntervalSince1970: row["delivered_at"]))
+                                     deliveredAt: Date(timeIntervalSince1970: row["delivered_at"]), action: row["action"],
+                                     recordPKs: Self.decodeList(row["record_pks"]))
                 }
         }
     }
@@ -225,10 +268,11 @@ public final class DeliveryLedger: Sendable {
         try database.write { db in
             try db.execute(sql: """
                 INSERT INTO cancelled (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, reason, error,
-                  cancelled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  cancelled_at, action, record_pks, deliver_count, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
                                  message.position.commitIndex, message.table, message.topic, message.key, message.size,
-                                 message.reason, message.error, message.cancelledAt.timeIntervalSince1970])
+                                 message.reason, message.error, message.cancelledAt.timeIntervalSince1970, message.action,
+                                 Self.encodeList(message.recordPKs), message.deliverCount, message.value.map { Data($0) }])
         }
     }
 
@@ -236,9 +280,7 @@ public final class DeliveryLedger: Sendable {
         try database.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM cancelled WHERE sink = ? ORDER BY id DESC LIMIT ?", arguments: [sink, limit])
                 .map { row in
-                    CancelledMessage(sink: row["sink"], group: row["group_key"], position: Self.position(row), table: row["table_name"],
-                                     topic: row["topic"], key: row["message_key"], size: row["size"], reason: row["reason"],
-                                     error: row["error"], cancelledAt: Date(timeIntervalSince1970: row["cancelled_at"]))
+                    Self.cancelled(row)
                 }
         }
     }
@@ -253,7 +295,25 @@ public final class DeliveryLedger: Sendable {
         ParkedMessage(sink: row["sink"], group: row["group_key"], position: position(row), table: row["table_name"],
                       topic: row["topic"], key: (row["message_key"] as Data?).map { [UInt8]($0) },
                       value: [UInt8](row["value"] as Data), deliverCount: row["deliver_count"], lastError: row["last_error"],
-                      parkedAt: Date(timeIntervalSince1970: row["parked_at"]))
+                      parkedAt: Date(timeIntervalSince1970: row["parked_at"]),
+                      lastAttemptAt: (row["last_attempt_at"] as Double?).map { Date(timeIntervalSince1970: $0) })
+    }
+
+    static func cancelled(_ row: Row) -> CancelledMessage {
+        CancelledMessage(sink: row["sink"], group: row["group_key"], position: position(row), table: row["table_name"],
+                         topic: row["topic"], key: row["message_key"], size: row["size"], reason: row["reason"],
+                         error: row["error"], cancelledAt: Date(timeIntervalSince1970: row["cancelled_at"]),
+                         action: row["action"], recordPKs: decodeList(row["record_pks"]), deliverCount: row["deliver_count"],
+                         value: (row["value"] as Data?).map { [UInt8]($0) })
+    }
+
+    static func encodeList(_ values: [String]) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: values)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+
+    static func decodeList(_ text: String?) -> [String] {
+        guard let text, let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else { return [] }
+        return list
     }
 }
 

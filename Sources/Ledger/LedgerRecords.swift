@@ -31,9 +31,11 @@ public struct ParkedMessage: Sendable, Equatable {
     public var deliverCount: Int
     public var lastError: String?
     public var parkedAt: Date
+    public var lastAttemptAt: Date?
 
     public init(sink: String, group: String, position: MessagePosition, table: String, topic: String, key: [UInt8]?,
-                value: [UInt8], deliverCount: Int = 0, lastError: String? = nil, parkedAt: Date = Date()) {
+                value: [UInt8], deliverCount: Int = 0, lastError: String? = nil, parkedAt: Date = Date(),
+                lastAttemptAt: Date? = nil) {
         self.sink = sink
         self.group = group
         self.position = position
@@ -44,6 +46,7 @@ public struct ParkedMessage: Sendable, Equatable {
         self.deliverCount = deliverCount
         self.lastError = lastError
         self.parkedAt = parkedAt
+        self.lastAttemptAt = lastAttemptAt ?? (deliverCount > 0 ? parkedAt : nil)
     }
 }
 
@@ -60,9 +63,14 @@ public struct DeliveredMessage: Sendable, Equatable {
     public var offset: Int64
     public var deliverCount: Int
     public var deliveredAt: Date
+    public var action: String?
+    public var recordPKs: [String]
+    /// The value as sent, while the running instance still holds it (never stored).
+    public var value: [UInt8]?
 
     public init(sink: String, group: String, position: MessagePosition, table: String, topic: String, key: String?,
-                size: Int, partition: Int32, offset: Int64, deliverCount: Int, deliveredAt: Date = Date()) {
+                size: Int, partition: Int32, offset: Int64, deliverCount: Int, deliveredAt: Date = Date(),
+                action: String? = nil, recordPKs: [String] = [], value: [UInt8]? = nil) {
         self.sink = sink
         self.group = group
         self.position = position
@@ -74,6 +82,9 @@ public struct DeliveredMessage: Sendable, Equatable {
         self.offset = offset
         self.deliverCount = deliverCount
         self.deliveredAt = deliveredAt
+        self.action = action
+        self.recordPKs = recordPKs
+        self.value = value
     }
 }
 
@@ -89,9 +100,15 @@ public struct CancelledMessage: Sendable, Equatable {
     public var reason: String
     public var error: String
     public var cancelledAt: Date
+    public var action: String?
+    public var recordPKs: [String]
+    public var deliverCount: Int
+    /// The message (as Sluice held it) for user cancels; too-large ones are not kept whole.
+    public var value: [UInt8]?
 
     public init(sink: String, group: String, position: MessagePosition, table: String, topic: String, key: String?,
-                size: Int, reason: String, error: String, cancelledAt: Date = Date()) {
+                size: Int, reason: String, error: String, cancelledAt: Date = Date(), action: String? = nil,
+                recordPKs: [String] = [], deliverCount: Int = 1, value: [UInt8]? = nil) {
         self.sink = sink
         self.group = group
         self.position = position
@@ -102,5 +119,9 @@ public struct CancelledMessage: Sendable, Equatable {
         self.reason = reason
         self.error = error
         self.cancelledAt = cancelledAt
+        self.action = action
+        self.recordPKs = recordPKs
+        self.deliverCount = deliverCount
+        self.value = value
     }
 }

@@ -22,6 +22,11 @@ struct OutgoingMessage: Sendable {
     var lastError: String?
     /// The message lives in the ledger and must be removed from it once delivered or cancelled.
     var isParked = false
+    var action: Action = .insert
+    /// The transaction's commit time (µs since 2000-01-01), for the commit → ack latency; 0 if unknown.
+    var commitTime: Int64 = 0
+    /// When it was last handed to Kafka.
+    var sentAt: Date?
 
     /// What the ledger keeps of it.
     var beforeFunctions: Message { original ?? message }
@@ -65,18 +70,20 @@ final class Dispatcher: @unchecked Sendable {
     private var recentBodies = Deque<[UInt8]>()
     private var recentBodiesUnsaved = false
 
-    private let lock = NSCondition()
-    private var groups: [String: Group] = [:]
-    private var inFlightByID: [UInt: String] = [:]
+    let lock = NSCondition()
+    var groups: [String: Group] = [:]
+    var inFlightByID: [UInt: String] = [:]
     private var nextID: UInt = 1
     private var ungroupedCounter: UInt64 = 0
     private var memoryBytes = 0
     private var pendingParks: [OutgoingMessage] = []
-    private var pendingUnparks: [MessagePosition] = []
+    var pendingUnparks: [MessagePosition] = []
     private var pendingAttempts: [(MessagePosition, Int, String)] = []
-    private var recentlyDelivered = Deque<DeliveredMessage>()
+    var recentlyDelivered = Deque<DeliveredMessage>()
     private var deliveredUnsaved = 0
     private var stopping = false
+    /// Positions a user cancelled: never sent again, even by a retry that read the ledger just before.
+    var cancelledPositions: Set<MessagePosition> = []
     private var producer: KafkaProducer
     /// Producers replaced after a fatal error, kept until their last delivery reports came back.
     private var retiredProducers: [KafkaProducer] = []
@@ -184,6 +191,7 @@ final class Dispatcher: @unchecked Sendable {
             logger.warning("a function failed; parking the message and its group, retrying", metadata: [
                 "sink": "\(sink.name)", "table": "\(encoded.table)", "key": "\(Self.text(encoded.message.key))", "error": "\(failure)"])
         } else if group.inFlight == nil {
+            outgoing.sentAt = Date()
             group.inFlight = outgoing
             toProduce = outgoing
             memoryBytes += outgoing.memoryCost
@@ -285,7 +293,8 @@ final class Dispatcher: @unchecked Sendable {
                 tokens.append(outgoing.checkpointToken)
             }
             group.retryAt = nil
-            if let following = group.waiting.popFirst() {
+            if var following = group.waiting.popFirst() {
+                following.sentAt = Date()
                 group.inFlight = following
                 next.append(following)
             }
@@ -301,10 +310,16 @@ final class Dispatcher: @unchecked Sendable {
 
     private func record(delivered outgoing: OutgoingMessage, report: DeliveryReport) {
         metrics.delivered()
+        let now = Date()
+        if outgoing.commitTime != 0 {
+            metrics.committedToAcked(seconds: now.timeIntervalSince1970 - (Double(outgoing.commitTime) / 1e6 + 946_684_800))
+        }
+        let value = outgoing.message.value.count <= Self.valueKeptBytes ? outgoing.message.value : nil
         recentlyDelivered.append(DeliveredMessage(
             sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table, topic: report.topic,
             key: outgoing.message.key.map { String(decoding: $0, as: UTF8.self) }, size: report.size,
-            partition: report.partition, offset: report.offset, deliverCount: outgoing.deliverCount))
+            partition: report.partition, offset: report.offset, deliverCount: outgoing.deliverCount, deliveredAt: now,
+            action: outgoing.action.rawValue, recordPKs: outgoing.message.recordPKs, value: value))
         if recentlyDelivered.count > DeliveryLedger.deliveredKept { recentlyDelivered.removeFirst() }
         deliveredUnsaved += 1
         recentBodies.append(outgoing.beforeFunctions.value)
@@ -324,7 +339,8 @@ final class Dispatcher: @unchecked Sendable {
             try ledger.recordCancelled(CancelledMessage(
                 sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table,
                 topic: outgoing.message.topic, key: key, size: outgoing.message.value.count, reason: "too_large",
-                error: error.description))
+                error: error.description, action: outgoing.action.rawValue, recordPKs: outgoing.message.recordPKs,
+                deliverCount: outgoing.deliverCount))
         } catch {
             logger.error("could not record a cancelled message in the ledger", metadata: ["error": "\(error)"])
         }
@@ -429,8 +445,8 @@ final class Dispatcher: @unchecked Sendable {
             park: parks.map { outgoing in
                 ParkedMessage(sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table,
                               topic: outgoing.beforeFunctions.topic, key: outgoing.beforeFunctions.key,
-                              value: outgoing.beforeFunctions.value,
-                              deliverCount: outgoing.deliverCount, lastError: outgoing.lastError)
+                              value: outgoing.beforeFunctions.value, deliverCount: outgoing.deliverCount,
+                              lastError: outgoing.lastError, lastAttemptAt: outgoing.deliverCount > 0 ? Date() : nil)
             },
             unpark: unparks, attempts: attempts.map { (position: $0.0, deliverCount: $0.1, error: $0.2) }, sink: sink.name)
     }
@@ -478,8 +494,11 @@ final class Dispatcher: @unchecked Sendable {
                 position: head.position, group: key, table: head.table,
                 message: Message(key: head.key, value: head.value, topic: head.topic, recordPKs: []),
                 checkpointToken: 0, deliverCount: head.deliverCount, lastError: head.lastError, isParked: true)
+            let summary = MessageSummary(json: head.value)
+            outgoing.action = summary.action ?? .insert
+            outgoing.message.recordPKs = summary.recordPKs
             lock.lock()
-            let skip = groups[key]?.inFlight != nil || pendingUnparks.contains(head.position)
+            let skip = groups[key]?.inFlight != nil || pendingUnparks.contains(head.position) || cancelledPositions.contains(head.position)
             lock.unlock()
             if skip { continue }
             if let retryFunctions {
@@ -516,7 +535,9 @@ final class Dispatcher: @unchecked Sendable {
                 }
             }
             lock.lock()
-            guard groups[key]?.inFlight == nil, !pendingUnparks.contains(head.position) else { lock.unlock(); continue }
+            guard groups[key]?.inFlight == nil, !pendingUnparks.contains(head.position), !cancelledPositions.contains(head.position)
+            else { lock.unlock(); continue }
+            outgoing.sentAt = Date()
             groups[key]?.inFlight = outgoing
             lock.unlock()
             produce(outgoing)
@@ -528,6 +549,9 @@ final class Dispatcher: @unchecked Sendable {
         let base = min(180.0, pow(2.0, Double(max(0, attempt - 1))))
         return base * Double.random(in: 0.8...1.0)
     }
+
+    /// Values of delivered messages up to this size stay in memory for the console.
+    static let valueKeptBytes = 64 * 1024
 
     static func text(_ key: [UInt8]?) -> String { key.map { String(decoding: $0, as: UTF8.self) } ?? "" }
 

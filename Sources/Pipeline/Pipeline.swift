@@ -2,6 +2,7 @@ import Foundation
 import KafkaSink
 import Ledger
 import Logging
+import Metrics
 import PostgresSource
 import SluiceCore
 import Synchronization
@@ -22,9 +23,14 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     private let tracker: Mutex<CheckpointTracker>
     /// Signalled whenever deliveries free capacity.
     private let capacity = NSCondition()
+    private let ledger: DeliveryLedger
+    private let databaseName: String
+    private let changesRead = Counter(label: "sluice_changes_read_total")
 
     public init(config: SluiceConfig, databaseName: String, startLSN: LSN, ledger: DeliveryLedger, logger: Logger) throws {
         self.logger = logger
+        self.ledger = ledger
+        self.databaseName = databaseName
         tracker = Mutex(CheckpointTracker(confirmed: startLSN))
         let slots = DispatcherSlots()
         for (index, sink) in config.sinks.enumerated() {
@@ -56,6 +62,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     }
 
     public func received(_ change: Change) {
+        changesRead.increment()
         let table = TableName(schema: change.relation.schema, name: change.relation.name)
         let position = MessagePosition(commitLSN: change.transaction.commitLSN, commitIndex: change.commitIndex)
         for sink in sinks where sink.config.accepts(table: table, action: change.action) {
@@ -63,7 +70,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             let token = tracker.withLock { $0.addMessage() }
             let group = sink.dispatcher.groupKey(for: change, message: message)
             sink.dispatcher.submit(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
-                                                   message: message, checkpointToken: token))
+                                                   message: message, checkpointToken: token, action: change.action,
+                                                   commitTime: change.transaction.commitTimestamp))
         }
     }
 
@@ -114,6 +122,13 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     }
 
     public var confirmedLSN: LSN { tracker.withLock { $0.confirmed } }
+
+    /// The console's view of this pipeline's sinks, combined with the ledger.
+    public func makeInspector(replication: ReplicationStatus, slotName: String) -> MessageInspector {
+        MessageInspector(ledger: ledger, sinks: sinks.map { .init(config: $0.config, dispatcher: $0.dispatcher, metrics: $0.metrics) },
+                         replication: replication, confirmed: { [weak self] in self?.confirmedLSN ?? .zero },
+                         databaseName: databaseName, slotName: slotName)
+    }
 
     // MARK: - Settling
 

@@ -11,6 +11,7 @@ final class SinkMetrics: Sendable {
     private let failedAttempts = Atomic<Int>(0)
     private let cancelledTooLarge = Atomic<Int>(0)
     private let filteredCount = Atomic<Int>(0)
+    private let cancelledByUserCount = Atomic<Int>(0)
     private let functionFailures = Atomic<Int>(0)
 
     private let deliveredCounter: Counter
@@ -18,6 +19,8 @@ final class SinkMetrics: Sendable {
     private let cancelledCounter: Counter
     private let filteredCounter: Counter
     private let functionFailureCounter: Counter
+    private let cancelledByUserCounter: Counter
+    private let commitToAck: Metrics.Timer
     private let inFlightGauge: Gauge
     private let parkedGauge: Gauge
 
@@ -26,6 +29,8 @@ final class SinkMetrics: Sendable {
         deliveredCounter = Counter(label: "sluice_messages_delivered_total", dimensions: dimensions)
         failedCounter = Counter(label: "sluice_delivery_failures_total", dimensions: dimensions)
         cancelledCounter = Counter(label: "sluice_messages_cancelled_total", dimensions: dimensions + [("reason", "too_large")])
+        cancelledByUserCounter = Counter(label: "sluice_messages_cancelled_total", dimensions: dimensions + [("reason", "user")])
+        commitToAck = Metrics.Timer(label: "sluice_commit_to_ack_seconds", dimensions: dimensions)
         filteredCounter = Counter(label: "sluice_messages_filtered_total", dimensions: dimensions)
         functionFailureCounter = Counter(label: "sluice_function_failures_total", dimensions: dimensions)
         inFlightGauge = Gauge(label: "sluice_messages_in_flight", dimensions: dimensions)
@@ -65,6 +70,19 @@ final class SinkMetrics: Sendable {
         functionFailures.add(1, ordering: .relaxed)
         functionFailureCounter.increment()
     }
+
+    /// PostgreSQL commit → Kafka acknowledgement.
+    func committedToAcked(seconds: Double) {
+        commitToAck.recordNanoseconds(Int64(max(0, seconds) * 1e9))
+    }
+
+    func cancelledByUser() {
+        cancelledByUserCount.add(1, ordering: .relaxed)
+        cancelledByUserCounter.increment()
+    }
+
+    var deliveredTotal: Int { deliveredCount.load(ordering: .relaxed) }
+    var filteredTotal: Int { filteredCount.load(ordering: .relaxed) }
 
     func cancelled() {
         cancelledTooLarge.add(1, ordering: .relaxed)

@@ -2,6 +2,7 @@ import Foundation
 import KafkaSink
 import Ledger
 import Logging
+import Metrics
 import PostgresSource
 import ServiceLifecycle
 import SluiceCore
@@ -11,10 +12,13 @@ import SluiceCore
 public struct SluiceService: Service {
     let config: SluiceConfig
     let logger: Logger
+    /// Where the console finds this run's pipeline.
+    let inspectorSlot: InspectorSlot
 
-    public init(config: SluiceConfig, logger: Logger) {
+    public init(config: SluiceConfig, logger: Logger, inspectorSlot: InspectorSlot = InspectorSlot()) {
         self.config = config
         self.logger = logger
+        self.inspectorSlot = inspectorSlot
     }
 
     public func run() async throws {
@@ -36,6 +40,17 @@ public struct SluiceService: Service {
         let stateDirectory = (config.statePath as NSString).deletingLastPathComponent
         let spill = (stateDirectory.isEmpty ? "." : stateDirectory) + "/sluice-spill-\(config.database.slotName)"
         let source = ReplicationSource(settings: .init(database: config.database, spillDirectory: spill), logger: logger)
+        let inspector = pipeline.makeInspector(replication: source.status, slotName: config.database.slotName)
+        inspectorSlot.set(inspector)
+        defer { inspectorSlot.set(nil) }
+        let lag = Gauge(label: "sluice_replication_lag_bytes")
+        let lagSampler = Task {
+            while !Task.isCancelled {
+                lag.record(Int(clamping: inspector.status().lagBytes))
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        defer { lagSampler.cancel() }
         await withGracefulShutdownHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 let thread = Thread {

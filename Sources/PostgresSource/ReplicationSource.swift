@@ -41,6 +41,8 @@ public final class ReplicationSource: Sendable {
     let settings: Settings
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    /// Connection state and the server's WAL position, for the console.
+    public let status = ReplicationStatus()
 
     public init(settings: Settings, logger: Logger) {
         self.settings = settings
@@ -57,6 +59,7 @@ public final class ReplicationSource: Sendable {
             var session: Session?
             do {
                 session = try Session(settings: settings, logger: logger)
+                status.connected(at: session!.serverWALAtStart)
                 delay = 0.5
                 try session!.stream(into: consumer, source: self)
             } catch {
@@ -67,6 +70,7 @@ public final class ReplicationSource: Sendable {
                 session.finish(confirmed: consumer.confirmedLSN)
                 return
             }
+            status.disconnected()
             consumer.streamInterrupted()
             sleep(seconds: delay)
             delay = min(delay * 2, settings.maxReconnectDelay)
@@ -97,6 +101,7 @@ public final class ReplicationSource: Sendable {
         let spill: TransactionSpill?
         /// The transaction whose chunk is being streamed (between Stream Start and Stream Stop).
         var streamingXid: UInt32?
+        let serverWALAtStart: LSN
 
         init(settings: Settings, logger: Logger) throws(PostgresError) {
             self.settings = settings
@@ -106,6 +111,7 @@ public final class ReplicationSource: Sendable {
             stream = try ReplicationStream(parameters: settings.database.connectionParameters)
             spill = try settings.spillDirectory.map { directory throws(PostgresError) in try TransactionSpill(directory: directory) }
             let identity = try stream.identifySystem()
+            serverWALAtStart = identity.walPosition
             try stream.start(slot: settings.database.slotName, publication: settings.database.publicationName,
                              streaming: spill != nil)
             logger.info("streaming", metadata: ["slot": "\(settings.database.slotName)",
@@ -164,6 +170,7 @@ public final class ReplicationSource: Sendable {
                 case nil:
                     break
                 }
+                source.status.advance(to: received)
                 try reportIfDue(consumer.confirmedLSN)
                 try heartbeatIfDue()
             }

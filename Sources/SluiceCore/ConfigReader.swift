@@ -9,6 +9,8 @@ public struct ConfigReader {
     let baseDirectory: String
     /// Declared functions by name, for the sinks' references.
     var functions: [String: FunctionConfig] = [:]
+    /// Declared functions that were refused: a sink naming one gets no second, misleading error.
+    var refusedFunctions: Set<String> = []
 
     public init(environment: [String: String], baseDirectory: String = ".") {
         self.environment = environment
@@ -47,7 +49,13 @@ public struct ConfigReader {
         var declared: [FunctionConfig] = []
         if let node = fields["functions"] {
             for (index, item) in list(node, at: "functions").enumerated() {
-                guard let function = readFunction(item, at: "functions[\(index)]") else { continue }
+                guard let function = readFunction(item, at: "functions[\(index)]") else {
+                    if case .mapping(let pairs) = item, case .scalar(let name)? = pairs.first(where: { $0.0 == "name" })?.1 {
+                        refusedFunctions.insert(name)
+                    }
+                    continue
+                }
+                if function.name.isEmpty || function.name == "none" { continue }  // readFunction said why
                 if functions[function.name] != nil {
                     errors.append(ConfigError("functions[\(index)].name", "\(quoted(function.name)) is used by another function — function names must be unique"))
                     continue
@@ -376,6 +384,7 @@ public struct ConfigReader {
     mutating func functionReference(_ node: ConfigNode, at path: String, kinds: [FunctionConfig.Kind]) -> FunctionConfig? {
         guard let name = string(node, at: path), name != "none", !name.isEmpty else { return nil }
         guard let function = functions[name] else {
+            if refusedFunctions.contains(name) { return nil }  // its declaration's error says why
             let kindNames = kinds.map(\.rawValue).joined(separator: " or ")
             let hint = Self.nearest(to: name, in: functions.values.filter { kinds.contains($0.kind) }.map(\.name))
                 .map { " — did you mean \($0)?" } ?? " — declare it under functions: with type: \(kindNames), or write none"

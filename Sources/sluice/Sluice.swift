@@ -57,17 +57,31 @@ struct Run: AsyncParsableCommand {
         options.bootstrapLogging()
         let config = try options.loadConfig()
         let logger = Logger(label: "sluice")
+        if let console = config.console, let (host, _) = Self.hostPort(console.listen), console.token.isEmpty,
+           !ConsoleServer.isLoopback(host) {
+            FileHandle.standardError.write(Data(
+                "console.token: is empty while console.listen (\(console.listen)) is reachable from other machines — set a token (e.g. ${SLUICE_CONSOLE_TOKEN}) or listen on 127.0.0.1\n".utf8))
+            throw ExitCode(2)
+        }
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["sluice_commit_to_ack_seconds"] = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(15), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+            .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+        ]
+        MetricsSystem.bootstrap(factory)
 
+        let inspectors = InspectorSlot()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: SluiceService(config: config, logger: logger),
+            .init(service: SluiceService(config: config, logger: logger, inspectorSlot: inspectors),
                   successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
         if let console = config.console, let (host, port) = Self.hostPort(console.listen) {
-            let server = ConsoleServer.application(host: host, port: port, token: console.token, registry: registry, logger: logger)
+            let server = ConsoleServer.application(host: host, port: port, token: console.token, inspectors: inspectors,
+                                                   registry: registry, logger: logger)
             services.append(.init(service: server, failureTerminationBehavior: .gracefullyShutdownGroup))
-            logger.info("console listening", metadata: ["address": "http://\(console.listen)", "paths": "/metrics /healthz"])
+            logger.info("console listening", metadata: ["address": "http://\(console.listen)", "paths": "/ /api /metrics /healthz /readyz"])
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))

@@ -37,6 +37,26 @@ import Testing
         #expect(thrown?.message == "functions[0].code:1: attempt to index a nil value (global 'os')")
     }
 
+    /// A finalizer would run when the collector does — also outside the budgets, while Sluice pushes a
+    /// message or closes the state — so an endless one could hang the sink.
+    @Test func finalizersAreRefused() {
+        let thrown = #expect(throws: FunctionError.self) {
+            try function(.filter, "local t = {}\nsetmetatable(t, {__gc = function() end})\nfunction filter() return true end")
+        }
+        #expect(thrown?.message == "functions[0].code:2: __gc metamethods are not available to Sluice functions")
+    }
+
+    @Test func otherMetatablesWork() throws {
+        let f = try function(.filter, """
+            local defaults = setmetatable({}, {__index = function(_, key) return key .. "?" end})
+            local mt = {}
+            local late = setmetatable({}, mt)
+            mt.__gc = function() while true do end end -- set after setmetatable: never called
+            function filter(action, record) return defaults.region == "region?" and getmetatable(late) == mt end
+            """)
+        for _ in 0..<3 { #expect(try f.filter(Self.order)) }
+    }
+
     @Test func precompiledChunksAreRefused() {
         let thrown = #expect(throws: FunctionError.self) { try function(.filter, "\u{1B}Lua") }
         #expect(thrown?.message.contains("attempt to load a binary chunk") == true)

@@ -79,12 +79,18 @@ import Testing
     }
 
     @Test func routingWithoutTopicNeedsADefault() throws {
+        // Without destination.topic, Sluice encodes the message with an empty topic.
+        var untopiced = Self.order
+        untopiced.topic = ""
         let functions = try Self.sink(topic: "", routing: #"function route(action, record) return {message_key = "k"} end"#)
-        guard case .failed(let reason) = functions.apply(to: Self.order) else {
+        guard case .failed(let reason) = functions.apply(to: untopiced) else {
             Issue.record("expected the message to fail")
             return
         }
         #expect(reason == "by-region: route returned no topic and the sink has no destination.topic — return a topic, or set one")
+
+        let routed = try Self.sink(topic: "", routing: #"function route(action, record) return {topic = "orders-" .. record.region} end"#)
+        #expect(Self.sent(routed.apply(to: untopiced))?.topic == "orders-eu")
     }
 
     @Test func aFailingFunctionFailsTheMessageWithItsReason() throws {
@@ -93,7 +99,7 @@ import Testing
             Issue.record("expected the message to fail")
             return
         }
-        #expect(reason == "functions/paid-only.lua:2: attempt to compare nil with number")
+        #expect(reason == "functions/paid-only.lua:2: attempt to compare number with nil")
         let invalidTopic = try Self.sink(routing: #"function route() return {topic = "a b"} end"#)
         guard case .failed(let topicReason) = invalidTopic.apply(to: Self.order) else {
             Issue.record("expected the message to fail")

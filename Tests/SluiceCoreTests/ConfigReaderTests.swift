@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import SluiceCore
 
@@ -235,7 +236,7 @@ struct ConfigReaderTests {
     @Test func unknownFieldSuggestsNearest() {
         #expect(Self.errors(destination: [("topic", nil), ("topc", s("orders"))]) == [
             "sinks[0].destination.topc: unknown field — did you mean topic?",
-            "sinks[0].destination.topic: is required: the Kafka topic to write to",
+            "sinks[0].destination.topic: is required: the Kafka topic to write to (or set a routing function that sets topic)",
         ])
         #expect(Self.errors(Self.root(extra: [("sinkz", seq())])) == ["sinkz: unknown field — did you mean sinks?"])
         #expect(Self.errors(Self.root(extra: [("completely_unrelated", s("1"))]))
@@ -244,7 +245,7 @@ struct ConfigReaderTests {
 
     @Test func missingTopic() {
         #expect(Self.errors(destination: [("topic", nil)])
-            == ["sinks[0].destination.topic: is required: the Kafka topic to write to"])
+            == ["sinks[0].destination.topic: is required: the Kafka topic to write to (or set a routing function that sets topic)"])
     }
 
     @Test func topicRules() {
@@ -427,7 +428,7 @@ struct ConfigReaderTests {
 
     @Test func laterFeaturesAreRefusedByName() {
         #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("filter", s("functions/filter.lua"))])]))
-            == ["sinks[0].filter: is not supported by this version of Sluice yet — remove it"])
+            == ["sinks[0].filter: \"functions/filter.lua\" is not a declared function — declare it under functions: with type: filter, or write none"])
         #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("initial_backfill", s("true"))])]))
             == ["sinks[0].initial_backfill: backfills are not supported by this version of Sluice yet — set it to false or remove it"])
         #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("initial_backfill", s("false"))])])) == [])
@@ -454,5 +455,198 @@ extension ConfigNode {
     func replacing(_ key: String, with value: ConfigNode) -> ConfigNode {
         guard case .mapping(let pairs) = self else { return self }
         return .mapping(pairs.map { $0.0 == key ? ($0.0, value) : $0 })
+    }
+}
+
+// MARK: - Functions
+
+extension ConfigReaderTests {
+    static func function(_ name: String, _ type: String, _ fields: [(String, ConfigNode)] = []) -> ConfigNode {
+        .mapping([("name", s(name)), ("type", s(type))] + fields)
+    }
+
+    static let paidOnlyCode = #"function filter(action, record) return record.status == "paid" end"#
+    static let paidOnly = function("paid-only", "filter", [("code", s(paidOnlyCode))])
+    static let shape = function("shape", "transform", [("code", s("function transform(action, record) return record end"))])
+    static let byRegion = function("by-region", "routing", [("code", s(#"function route(action, record) return {topic = record.region} end"#))])
+    static let city = function("city", "path", [("path", s("record.address.city"))])
+
+    /// A root with `functions` declared and one sink using `uses` (filter:, transform:, routing:).
+    static func root(functions: [ConfigNode], uses: [(String, ConfigNode)] = [],
+                     destination: ConfigNode = destination()) -> ConfigNode {
+        root(sinks: [sink(destination: destination, extra: uses)], extra: [("functions", .sequence(functions))])
+    }
+
+    static func read(_ root: ConfigNode, baseDirectory: String = ".") throws -> SluiceConfig {
+        try ConfigReader.read(root, environment: environment, baseDirectory: baseDirectory).get()
+    }
+
+    static func errors(functions: [ConfigNode], uses: [(String, ConfigNode)] = [], baseDirectory: String = ".") -> [String] {
+        switch ConfigReader.read(root(functions: functions, uses: uses), environment: environment, baseDirectory: baseDirectory) {
+        case .success: return []
+        case .failure(let failure): return failure.errors.map(\.description)
+        }
+    }
+
+    /// A fresh folder holding `files` (relative path → contents).
+    static func folder(_ files: [String: [UInt8]]) throws -> String {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-config-\(UUID().uuidString)").path
+        for (path, bytes) in files {
+            let full = (base as NSString).appendingPathComponent(path)
+            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(bytes).write(to: URL(fileURLWithPath: full))
+        }
+        return base
+    }
+
+    @Test func functionsAreDeclaredOnceAndUsedBySinks() throws {
+        let lua = "function transform(action, record)\n  return {id = record.id}\nend\n"
+        let base = try Self.folder(["functions/shape.lua": Array(lua.utf8)])
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let fromFile = Self.function("shape", "transform", [("file", s("functions/shape.lua")), ("description", s("id only")),
+                                                            ("max_instructions", s("50_000")), ("max_memory_mb", s("4"))])
+        let root = Self.root(sinks: [
+            Self.sink(name: "paid", destination: Self.destination([("topic", nil)]),
+                      extra: [("filter", s("paid-only")), ("transform", s("shape")), ("routing", s("by-region"))]),
+            Self.sink(name: "cities", extra: [("transform", s("city"))]),
+        ], extra: [("functions", seq(Self.paidOnly, fromFile, Self.city, Self.byRegion))])
+        let config = try Self.read(root, baseDirectory: base)
+
+        #expect(config.functions.map(\.name) == ["paid-only", "shape", "city", "by-region"])
+        let paid = config.sinks[0]
+        #expect(paid.filter == FunctionConfig(name: "paid-only", kind: .filter, code: Self.paidOnlyCode, origin: "functions[0].code"))
+        #expect(paid.transform == FunctionConfig(name: "shape", kind: .transform, code: lua, origin: "functions/shape.lua",
+                                                 maxInstructions: 50_000, maxMemoryMB: 4))
+        #expect(paid.routing?.name == "by-region")
+        #expect(paid.routing?.origin == "functions[3].code")
+        #expect(paid.destination.topic == "")
+        #expect(config.sinks[1].transform == FunctionConfig(name: "city", kind: .path, path: "record.address.city"))
+        #expect(config.sinks[1].filter == nil)
+        #expect(config.sinks[1].routing == nil)
+    }
+
+    @Test func absoluteFilePath() throws {
+        let base = try Self.folder(["paid.lua": Array(Self.paidOnlyCode.utf8)])
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let file = (base as NSString).appendingPathComponent("paid.lua")
+        let config = try Self.read(Self.root(functions: [Self.function("paid-only", "filter", [("file", s(file))])],
+                                             uses: [("filter", s("paid-only"))]), baseDirectory: "/nonexistent")
+        #expect(config.sinks[0].filter?.code == Self.paidOnlyCode)
+        #expect(config.sinks[0].filter?.origin == file)
+    }
+
+    @Test func codeIsTakenAsWritten() throws {
+        let code = #"function filter(action, record) return record.note ~= "${HOME} ${UNSET_VARIABLE}" end"#
+        let config = try Self.read(Self.root(functions: [Self.function("notes", "filter", [("code", s(code))])],
+                                             uses: [("filter", s("notes"))]))
+        #expect(config.sinks[0].filter?.code == code)
+    }
+
+    @Test func noneMeansNoFunction() throws {
+        let config = try Self.read(Self.root(functions: [Self.paidOnly, Self.shape, Self.byRegion],
+                                             uses: [("filter", s("none")), ("transform", s("none")), ("routing", s("none"))]))
+        #expect(config.sinks[0].filter == nil)
+        #expect(config.sinks[0].transform == nil)
+        #expect(config.sinks[0].routing == nil)
+        #expect(!config.sinks[0].hasFunctions)
+        #expect(config.functions.count == 3)
+    }
+
+    @Test func unknownFunctionNames() {
+        #expect(Self.errors(functions: [Self.paidOnly], uses: [("filter", s("paid-onyl"))])
+            == [#"sinks[0].filter: "paid-onyl" is not a declared function — did you mean paid-only?"#])
+        #expect(Self.errors(functions: [Self.paidOnly], uses: [("transform", s("reshape"))])
+            == [#"sinks[0].transform: "reshape" is not a declared function — declare it under functions: with type: transform or path, or write none"#])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("routing", s("by-region"))])]))
+            == [#"sinks[0].routing: "by-region" is not a declared function — declare it under functions: with type: routing, or write none"#])
+    }
+
+    @Test func functionOfTheWrongKind() {
+        #expect(Self.errors(functions: [Self.shape], uses: [("filter", s("shape"))])
+            == [#"sinks[0].filter: "shape" is a transform function — this takes a filter function"#])
+        #expect(Self.errors(functions: [Self.paidOnly], uses: [("transform", s("paid-only"))])
+            == [#"sinks[0].transform: "paid-only" is a filter function — this takes a transform or path function"#])
+        #expect(Self.errors(functions: [Self.city], uses: [("routing", s("city"))])
+            == [#"sinks[0].routing: "city" is a path function — this takes a routing function"#])
+    }
+
+    @Test func functionNamesAreUnique() {
+        #expect(Self.errors(functions: [Self.paidOnly, Self.shape, Self.function("paid-only", "path", [("path", s("record"))])])
+            == [#"functions[2].name: "paid-only" is used by another function — function names must be unique"#])
+    }
+
+    @Test func functionNameIsRequired() {
+        #expect(Self.errors(functions: [.mapping([("type", s("path")), ("path", s("record"))]),
+                                        .mapping([("type", s("path")), ("path", s("record.id"))])])
+            == ["functions[0].name: is required: give the function a name, e.g. paid-only",
+                "functions[1].name: is required: give the function a name, e.g. paid-only"])
+        #expect(Self.errors(functions: [Self.function("none", "path", [("path", s("record"))])])
+            == [#"functions[0].name: "none" means no function — choose another name"#])
+    }
+
+    @Test func functionTypes() {
+        #expect(Self.errors(functions: [Self.function("lookup", "enrichment", [("code", s("select 1"))])])
+            == [#"functions[0].type: "enrichment" — enrichment functions are not supported by this version of Sluice yet"#])
+        #expect(Self.errors(functions: [Self.function("double", "map", [("code", s("x"))])])
+            == [#"functions[0].type: "map" — use filter, transform, path or routing"#])
+        #expect(Self.errors(functions: [.mapping([("name", s("paid-only")), ("code", s(Self.paidOnlyCode))])])
+            == ["functions[0].type: is required: filter, transform, path or routing"])
+        #expect(Self.errors(functions: [Self.function("paid-only", "filter", [("code", s(Self.paidOnlyCode)), ("langauge", s("lua"))])])
+            == ["functions[0].langauge: unknown field — remove it"])
+    }
+
+    @Test func pathFunctions() {
+        #expect(Self.errors(functions: [Self.function("city", "path", [("path", s("row.address.city"))])])
+            == [#"functions[0].path: "row.address.city" — start with record, changes, action or metadata, then .field.field…"#])
+        #expect(Self.errors(functions: [Self.function("city", "path", [("path", s("record..city"))])])
+            == [#"functions[0].path: "record..city" — start with record, changes, action or metadata, then .field.field…"#])
+        #expect(Self.errors(functions: [Self.function("city", "path")])
+            == ["functions[0].path: is required: e.g. record, or record.address.city"])
+        #expect(Self.errors(functions: [Self.function("city", "path", [("path", s("record.city")), ("code", s("return 1"))])])
+            == ["functions[0].code: a path function has no code — give path: record.field, or use type: transform"])
+        #expect(Self.errors(functions: [Self.function("shape", "transform", [("code", s("x")), ("path", s("record"))])])
+            == ["functions[0].path: only path functions take a path — remove it, or use type: path"])
+    }
+
+    @Test func codeOrFile() {
+        #expect(Self.errors(functions: [Self.function("paid-only", "filter", [("code", s(Self.paidOnlyCode)), ("file", s("paid.lua"))])])
+            == ["functions[0]: give code or file, not both"])
+        #expect(Self.errors(functions: [Self.function("paid-only", "filter")])
+            == ["functions[0]: give code (a Lua chunk defining function filter(action, record, changes, metadata)) or file"])
+        #expect(Self.errors(functions: [Self.function("by-region", "routing", [("code", seq(s("a")))])])
+            == ["functions[0].code: must be text: the Lua chunk, e.g. code: |"])
+    }
+
+    @Test func unreadableFile() throws {
+        let base = try Self.folder(["binary.lua": [0x66, 0xFF, 0xFE], "dir/keep": []])
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        for file in ["functions/missing.lua", "binary.lua", "dir"] {
+            // The sink's reference to the function is not reported again: the function's own error says it all.
+            #expect(Self.errors(functions: [Self.function("paid-only", "filter", [("file", s(file))])],
+                                uses: [("filter", s("paid-only"))], baseDirectory: base)
+                == [#"functions[0].file: "\#(file)" — no readable UTF-8 file at \#(base)/\#(file); paths are relative to the configuration file's folder"#])
+        }
+    }
+
+    @Test func budgets() {
+        #expect(Self.errors(functions: [Self.function("paid-only", "filter", [("code", s("x")), ("max_instructions", s("10"))])])
+            == [#"functions[0].max_instructions: "10" — must be a whole number from 1000 to 1000000000"#])
+        #expect(Self.errors(functions: [Self.function("paid-only", "filter", [("code", s("x")), ("max_memory_mb", s("0"))])])
+            == [#"functions[0].max_memory_mb: "0" — must be a whole number from 1 to 1024"#])
+    }
+
+    @Test func topicIsOptionalOnlyWithRouting() throws {
+        let noTopic = Self.destination([("topic", nil)])
+        let routed = try Self.read(Self.root(functions: [Self.byRegion], uses: [("routing", s("by-region"))], destination: noTopic))
+        #expect(routed.sinks[0].destination.topic == "")
+        #expect(routed.sinks[0].routing?.kind == .routing)
+
+        let expected = ["sinks[0].destination.topic: is required: the Kafka topic to write to (or set a routing function that sets topic)"]
+        #expect(Self.errors(Self.root(sinks: [Self.sink(destination: noTopic)])) == expected)
+        #expect(Self.errors(Self.root(functions: [Self.byRegion], uses: [("routing", s("none"))], destination: noTopic)) == expected)
+        #expect(Self.errors(Self.root(functions: [Self.paidOnly], uses: [("filter", s("paid-only"))], destination: noTopic)) == expected)
+
+        let withTopic = try Self.read(Self.root(functions: [Self.byRegion], uses: [("routing", s("by-region"))]))
+        #expect(withTopic.sinks[0].destination.topic == "orders")
     }
 }

@@ -1,0 +1,66 @@
+import Foundation
+import GRDB
+import SluiceCore
+
+/// Lookups for the console, the API and `sluice messages`: one message by position, its attempt
+/// errors, and a user's cancel of a failing message.
+extension DeliveryLedger {
+    public func parkedMessage(sink: String, position: MessagePosition) throws -> ParkedMessage? {
+        try database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?",
+                             arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex]).map(Self.parked)
+        }
+    }
+
+    public func deliveredMessage(sink: String, position: MessagePosition) throws -> DeliveredMessage? {
+        try recentlyDelivered(sink: sink, limit: 1, where: "AND commit_lsn = ? AND commit_idx = ?",
+                              arguments: [Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex]).first
+    }
+
+    public func cancelledMessage(sink: String, position: MessagePosition) throws -> CancelledMessage? {
+        try database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM cancelled WHERE sink = ? AND commit_lsn = ? AND commit_idx = ? ORDER BY id DESC LIMIT 1",
+                             arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex]).map(Self.cancelled)
+        }
+    }
+
+    public func cancelledCount(sink: String) throws -> Int {
+        try database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM cancelled WHERE sink = ?", arguments: [sink]) ?? 0 }
+    }
+
+    /// The errors of a message's failed attempts, newest first (at most 20 are kept).
+    public func attemptErrors(sink: String, position: MessagePosition) throws -> [(at: Date, error: String)] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT at, error FROM attempt_error WHERE sink = ? AND commit_lsn = ? AND commit_idx = ? ORDER BY id DESC LIMIT ?
+                """, arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex, Self.errorsKept])
+                .map { (Date(timeIntervalSince1970: $0["at"]), $0["error"]) }
+        }
+    }
+
+    /// Gives up a parked message: removed from the parked messages and recorded as cancelled, in one
+    /// transaction. Nil if it is not parked (any more).
+    public func cancelParked(sink: String, position: MessagePosition, reason: String, action: String?,
+                             recordPKs: [String]) throws -> CancelledMessage? {
+        try database.write { db in
+            let arguments: StatementArguments = [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex]
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?",
+                                             arguments: arguments) else { return nil }
+            let parked = Self.parked(row)
+            try db.execute(sql: "DELETE FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?", arguments: arguments)
+            let cancelled = CancelledMessage(
+                sink: sink, group: parked.group, position: position, table: parked.table, topic: parked.topic,
+                key: parked.key.map { String(decoding: $0, as: UTF8.self) }, size: parked.value.count, reason: reason,
+                error: parked.lastError ?? "", action: action, recordPKs: recordPKs, deliverCount: parked.deliverCount,
+                value: parked.value)
+            try db.execute(sql: """
+                INSERT INTO cancelled (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, reason, error,
+                  cancelled_at, action, record_pks, deliver_count, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [sink, cancelled.group, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex,
+                                 cancelled.table, cancelled.topic, cancelled.key, cancelled.size, reason, cancelled.error,
+                                 cancelled.cancelledAt.timeIntervalSince1970, action, Self.encodeList(recordPKs),
+                                 cancelled.deliverCount, Data(parked.value)])
+            return cancelled
+        }
+    }
+}

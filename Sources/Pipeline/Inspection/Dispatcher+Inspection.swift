@@ -1,0 +1,131 @@
+import Foundation
+import Ledger
+import SluiceCore
+
+/// Read-only views of a dispatcher's groups (taken under its lock, O(groups)), and the two user
+/// actions on a failing message.
+extension Dispatcher {
+    struct LiveCounts {
+        var inFlight = 0
+        var waiting = 0
+        /// Parked in the ledger and not being tried right now.
+        var failing = 0
+    }
+
+    func liveCounts() -> LiveCounts {
+        lock.lock()
+        defer { lock.unlock() }
+        var counts = LiveCounts()
+        for group in groups.values {
+            if let inFlight = group.inFlight {
+                counts.inFlight += 1
+                if inFlight.isParked { counts.failing -= 1 }
+            }
+            counts.waiting += group.waiting.count
+            counts.failing += group.parked
+        }
+        counts.failing = max(0, counts.failing)
+        return counts
+    }
+
+    /// In-flight or waiting messages, oldest first.
+    func liveMessages(_ state: MessageState, limit: Int) -> [InspectedMessage] {
+        lock.lock()
+        defer { lock.unlock() }
+        var found: [OutgoingMessage] = []
+        for group in groups.values {
+            switch state {
+            case .inFlight: if let message = group.inFlight { found.append(message) }
+            case .waiting: found.append(contentsOf: group.waiting)
+            default: break
+            }
+        }
+        found.sort { $0.position < $1.position }
+        return found.prefix(limit).map { InspectedMessage(live: $0, state: state, nextAttemptAt: nil) }
+    }
+
+    /// A message in memory (in flight or waiting), if it is.
+    func liveMessage(at position: MessagePosition) -> InspectedMessage? {
+        lock.lock()
+        defer { lock.unlock() }
+        for group in groups.values {
+            if let message = group.inFlight, message.position == position {
+                return InspectedMessage(live: message, state: .inFlight, nextAttemptAt: nil)
+            }
+            if let message = group.waiting.first(where: { $0.position == position }) {
+                return InspectedMessage(live: message, state: .waiting, nextAttemptAt: nil)
+            }
+        }
+        return nil
+    }
+
+    /// Positions of parked messages being tried right now (they show as in flight).
+    func parkedInFlight() -> Set<MessagePosition> {
+        lock.lock()
+        defer { lock.unlock() }
+        return Set(groups.values.compactMap { $0.inFlight?.isParked == true ? $0.inFlight?.position : nil })
+    }
+
+    func nextAttempt(group: String) -> Date? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let group = groups[group], group.parked > 0 else { return nil }
+        return group.retryAt ?? Date()
+    }
+
+    /// The newest delivered messages this process holds, newest first.
+    func deliveredInMemory(limit: Int) -> [DeliveredMessage] {
+        lock.lock()
+        defer { lock.unlock() }
+        return Array(recentlyDelivered.suffix(limit).reversed())
+    }
+
+    func deliveredInMemory(at position: MessagePosition) -> DeliveredMessage? {
+        lock.lock()
+        defer { lock.unlock() }
+        return recentlyDelivered.last { $0.position == position }
+    }
+
+    // MARK: - Actions
+
+    /// A failing message's group is tried now: its backoff ends (the group's oldest message goes first).
+    func retryNow(group: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard var entry = groups[group], entry.parked > 0 else { return false }
+        entry.retryAt = Date()
+        groups[group] = entry
+        lock.broadcast()
+        return true
+    }
+
+    enum CancelRefusal: Error { case beingDelivered, notFailing }
+
+    /// Gives up a failing message: it is recorded as cancelled (reason `user`) and its group moves on.
+    func cancelFailing(_ parked: ParkedMessage) throws -> CancelledMessage {
+        lock.lock()
+        if groups[parked.group]?.inFlight?.position == parked.position {
+            lock.unlock()
+            throw CancelRefusal.beingDelivered
+        }
+        cancelledPositions.insert(parked.position)
+        lock.unlock()
+        let summary = MessageSummary(json: parked.value)
+        guard let cancelled = try ledger.cancelParked(sink: sink.name, position: parked.position, reason: "user",
+                                                     action: summary.action?.rawValue, recordPKs: summary.recordPKs)
+        else { throw CancelRefusal.notFailing }
+        lock.lock()
+        if var group = groups[parked.group] {
+            group.parked = max(0, group.parked - 1)
+            if group.parked == 0 { group.retryAt = nil }
+            if group.isIdle { groups.removeValue(forKey: parked.group) } else { groups[parked.group] = group }
+        }
+        lock.broadcast()
+        lock.unlock()
+        metrics.parked(change: -1)
+        metrics.cancelledByUser()
+        logger.notice("a failing message was cancelled by a user; its group moves on", metadata: [
+            "sink": "\(sink.name)", "table": "\(parked.table)", "key": "\(Self.text(parked.key))", "position": "\(parked.position)"])
+        return cancelled
+    }
+}
