@@ -13,8 +13,8 @@
 #
 # Functions:
 #   sluice_install_deps    apt packages (libpq, librdkafka, kcat, socat,
-#                          postgresql-15, pkg-config, libsqlite3-dev, liblua5.4-dev)
-#                          + .venv with noida-db
+#                          postgresql-15, pkg-config, libsqlite3-dev, liblua5.4-dev,
+#                          chromium) + .venv with noida-db and playwright
 #   sluice_free_port       print a free TCP port on 127.0.0.1
 #   sluice_start_postgres  exports SLUICE_PG_PORT SLUICE_PG_DIR SLUICE_PG_PID
 #                          SLUICE_TEST_PG_URL
@@ -88,6 +88,7 @@ sluice_install_deps() {
     command -v openssl    >/dev/null 2>&1 || missing+=("openssl")
     [ -x "$SLUICE_PG_BIN/initdb" ]         || missing+=("initdb (postgresql-15)")
     command -v pkg-config >/dev/null 2>&1 || missing+=("pkg-config")
+    command -v chromium   >/dev/null 2>&1 || missing+=("chromium (console browser test)")
     [ -f /usr/include/sqlite3.h ]          || missing+=("sqlite3.h (libsqlite3-dev)")
     [ -f /usr/include/lua5.4/lua.h ]       || missing+=("lua.h (liblua5.4-dev)")
 
@@ -96,12 +97,12 @@ sluice_install_deps() {
         _sluice_as_root apt-get update -q || return 1
         _sluice_as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -q libpq-dev librdkafka-dev kcat socat \
-            postgresql-15 pkg-config libsqlite3-dev curl openssl liblua5.4-dev || return 1
+            postgresql-15 pkg-config libsqlite3-dev curl openssl liblua5.4-dev chromium || return 1
     fi
 
-    # Project-local venv with the noida-db broker.
+    # Project-local venv with the noida-db broker, and Playwright (driving Debian's chromium) for the console test.
     local venv="$SLUICE_ROOT/.venv"
-    if [ ! -x "$venv/bin/noida-db" ]; then
+    if [ ! -x "$venv/bin/noida-db" ] || ! "$venv/bin/python" -c 'import playwright' 2>/dev/null; then
         if [ ! -x "$venv/bin/pip" ]; then
             _sluice_log "creating $venv"
             rm -rf "$venv"
@@ -113,8 +114,8 @@ sluice_install_deps() {
                 python3 -m venv "$venv" || return 1
             fi
         fi
-        _sluice_log "installing noida-db into $venv"
-        "$venv/bin/pip" install -q noida-db || return 1
+        _sluice_log "installing noida-db and playwright into $venv"
+        "$venv/bin/pip" install -q noida-db playwright || return 1
     fi
 }
 
