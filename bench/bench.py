@@ -280,9 +280,32 @@ def tail(path, n=15):
 # Sluice
 # ---------------------------------------------------------------------------------------------
 
-def sluice_config(env, slot, topic, path):
+# The trivial user functions of the function runs (issue: a routing function costs at most 10 % of
+# end-to-end throughput, a filter that keeps everything at most 5 %). public.bench's primary key is `id`.
+FUNCTIONS = {
+    "route": {"name": "by-id", "type": "routing", "sink_key": "routing", "code": """\
+function route(action, record, changes, metadata)
+  return { message_key = tostring(record.id) }
+end
+"""},
+    "filter": {"name": "keep-all", "type": "filter", "sink_key": "filter", "code": """\
+function filter(action, record, changes, metadata)
+  return true
+end
+"""},
+}
+
+
+def sluice_config(env, slot, topic, path, function=None):
+    """sluice.yml for the bench; `function` = a key of FUNCTIONS to attach to the sink, or None."""
     heartbeat = env.heartbeat
     state = os.path.splitext(path)[0] + "-state.sqlite"
+    functions = sink_ref = ""
+    if function:
+        fn = FUNCTIONS[function]
+        code = "".join(f"      {line}\n" for line in fn["code"].splitlines())
+        functions = f"functions:\n  - name: {fn['name']}\n    type: {fn['type']}\n    code: |\n{code}"
+        sink_ref = f"    {fn['sink_key']}: {fn['name']}\n"
     with open(path, "w") as f:
         f.write(f"""state: {{ path: {state} }}
 database:
@@ -290,16 +313,16 @@ database:
   slot: {{ name: {slot}, create_if_not_exists: true }}
   publication: {{ name: {PUBLICATION}, create_if_not_exists: true, tables: [public.bench] }}
   heartbeat_interval: {heartbeat}
-sinks:
+{functions}sinks:
   - name: bench
-    destination: {{ type: kafka, hosts: {env.kafka}, topic: {topic}, max_ack_pending: 10000, batch_size: 1000 }}
+{sink_ref}    destination: {{ type: kafka, hosts: {env.kafka}, topic: {topic}, max_ack_pending: 10000, batch_size: 1000 }}
 """)
 
 
-def start_sluice(env, slot, topic, label, wrapper=()):
+def start_sluice(env, slot, topic, label, wrapper=(), function=None):
     config = os.path.join(env.workdir, f"{label}.yml")
     logpath = os.path.join(env.workdir, f"{label}.log")
-    sluice_config(env, slot, topic, config)
+    sluice_config(env, slot, topic, config, function)
     logfile = open(logpath, "w")
     proc = subprocess.Popen([*wrapper, env.sluice, "run", "--config", config], stdin=subprocess.DEVNULL,
                             stdout=logfile, stderr=subprocess.STDOUT)
@@ -307,11 +330,11 @@ def start_sluice(env, slot, topic, label, wrapper=()):
     return proc, logpath
 
 
-def run_sluice_backlog(env, kafka, conn, slot, topic, end_lsn, expected, timeout, label, wrapper=()):
+def run_sluice_backlog(env, kafka, conn, slot, topic, end_lsn, expected, timeout, label, wrapper=(), function=None):
     """Runs sluice on a slot until the slot's confirmed_flush_lsn reaches end_lsn (every change acked
     by the broker), sampling its RSS and CPU every 100 ms."""
     t0 = time.monotonic()
-    proc, logpath = start_sluice(env, slot, topic, label, wrapper)
+    proc, logpath = start_sluice(env, slot, topic, label, wrapper, function)
     samples = []  # (t, rss_kb, cpu_s)
     hwm = 0
     t_broker = t_slot = None
@@ -353,7 +376,7 @@ def run_sluice_backlog(env, kafka, conn, slot, topic, end_lsn, expected, timeout
     stored = kafka.end_offsets(topic)
     problems, problem_count = log_problems(logpath)
     result = {
-        "label": label, "slot": slot, "topic": topic, "log": logpath,
+        "label": label, "slot": slot, "topic": topic, "log": logpath, "function": function,
         "seconds_slot": t_slot, "seconds_broker": t_broker,
         "cpu_seconds": cpu_slot, "cpu_seconds_broker": cpu_broker,
         "messages_on_broker": stored, "expected": expected,
@@ -417,10 +440,13 @@ def run_naive(env, kafka, slot, topic, end_lsn, expected):
 
 def throughput(env, conn, args):
     n, runs = args.changes, args.runs
+    # sluice runs per round: plain, and (unless --no-functions) with each function of FUNCTIONS.
+    variants = ["sluice"] + ([] if args.no_functions else [f"sluice_{f}" for f in FUNCTIONS])
+    kinds = ["ceiling", *variants, "naive"]
     log(f"throughput: creating slots, then writing {n:,} changes")
-    names = {kind: [f"{kind}_{i + 1}" for i in range(runs)] for kind in ("ceiling", "sluice", "naive")}
+    names = {kind: [f"{kind}_{i + 1}" for i in range(runs)] for kind in kinds}
     sql_one(conn, "SELECT pg_create_logical_replication_slot('bench_origin', 'pgoutput')")
-    for kind in ("ceiling", "sluice", "naive"):
+    for kind in kinds:
         for slot in names[kind]:
             if kind == "naive":
                 sql_one(conn, "SELECT pg_copy_logical_replication_slot('bench_origin', %s, false, 'wal2json')", (slot,))
@@ -447,28 +473,35 @@ def throughput(env, conn, args):
     results = {"changes": n, "counts": counts, "transactions": transactions, "wal_bytes": wal_bytes,
                "row_bytes": row_bytes, "write_seconds": write_seconds,
                "start_lsn": lsn_text(start_lsn), "end_lsn": lsn_text(end_lsn),
-               "ceiling": [], "sluice": [], "naive": []}
+               "ceiling": [], "naive": [], "functions": not args.no_functions,
+               **{kind: [] for kind in variants}, "sluice_order": []}
     for i in range(runs):
         r = run_ceiling(env, names["ceiling"][i], end_lsn)
         drop_slot(conn, names["ceiling"][i])
         results["ceiling"].append(r)
         log(f"run {i + 1}/{runs} ceiling: {r['seconds']:.2f} s = {n / r['seconds']:,.0f} changes/s")
 
-        topic = f"bench_sluice_{env.run_id}_{i + 1}"
-        with Broker(env) as broker:
-            broker.kafka.create_topic(topic, args.partitions)
-            timeout = max(120.0, 20 * r["seconds"])
-            cpu0 = broker.cpu_seconds()
-            s = run_sluice_backlog(env, broker.kafka, conn, names["sluice"][i], topic, end_lsn, n, timeout,
-                                   f"backlog_sluice_{i + 1}")
-            s["broker_cpu_seconds"] = broker.cpu_seconds() - cpu0
-        drop_slot(conn, names["sluice"][i])
-        results["sluice"].append(s)
-        if s["seconds_slot"]:
-            log(f"run {i + 1}/{runs} sluice: {s['seconds_slot']:.2f} s to confirmed_flush_lsn "
-                f"({s['seconds_broker']:.2f} s until the broker held all {s['messages_on_broker']:,}) = "
-                f"{n / s['seconds_slot']:,.0f} changes/s, CPU {s['cpu_seconds']:.1f} s, "
-                f"peak RSS {s['peak_rss_kb'] / 1024:.0f} MB")
+        # The sluice variants back to back, their order rotated from round to round so that none is
+        # always the one right after the ceiling (or before the naive pipe).
+        order = variants[i % len(variants):] + variants[:i % len(variants)]
+        results["sluice_order"].append(order)
+        for kind in order:
+            function = kind[len("sluice_"):] if kind != "sluice" else None
+            topic = f"bench_{kind}_{env.run_id}_{i + 1}"
+            with Broker(env) as broker:
+                broker.kafka.create_topic(topic, args.partitions)
+                timeout = max(120.0, 20 * r["seconds"])
+                cpu0 = broker.cpu_seconds()
+                s = run_sluice_backlog(env, broker.kafka, conn, names[kind][i], topic, end_lsn, n, timeout,
+                                       f"backlog_{kind}_{i + 1}", function=function)
+                s["broker_cpu_seconds"] = broker.cpu_seconds() - cpu0
+            drop_slot(conn, names[kind][i])
+            results[kind].append(s)
+            if s["seconds_slot"]:
+                log(f"run {i + 1}/{runs} {kind}: {s['seconds_slot']:.2f} s to confirmed_flush_lsn "
+                    f"({s['seconds_broker']:.2f} s until the broker held all {s['messages_on_broker']:,}) = "
+                    f"{n / s['seconds_slot']:,.0f} changes/s, CPU {s['cpu_seconds']:.1f} s, "
+                    f"peak RSS {s['peak_rss_kb'] / 1024:.0f} MB")
 
         topic = f"bench_naive_{env.run_id}_{i + 1}"
         with Broker(env) as broker:
@@ -1004,7 +1037,7 @@ def render(results, args):
           f"{t['transactions']:,} transactions of 1-1,000 changes; rows {t['row_bytes']:.0f} bytes on average "
           f"(text, numeric, integer, timestamptz, jsonb); {t['wal_bytes'] / 1e6:.0f} MB of WAL. "
           f"All slots start at the same LSN ({t['start_lsn']}) and read to {t['end_lsn']}. "
-          f"MB/s = WAL bytes of the workload per second, the same yardstick for all three.")
+          f"MB/s = WAL bytes of the workload per second, the same yardstick for all.")
         w("")
         w("| pipeline | changes/s | MB/s | seconds (median) | seconds (each run) | client CPU s per 100k changes "
           "| broker CPU s per 100k changes |")
@@ -1034,18 +1067,65 @@ def render(results, args):
         naive = row("(c) naive: `pg_recvlogical` wal2json \\| `kcat -P`",
                     [None if r["failure"] else r["seconds"] for r in t["naive"]],
                     [r["cpu_seconds"] for r in t["naive"]], [r.get("broker_cpu_seconds") for r in t["naive"]])
+        fn_rows = {"route": "(d) sluice as (b) + routing function `by-id` "
+                            "(`return { message_key = tostring(record.id) }`)",
+                   "filter": "(e) sluice as (b) + filter `keep-all` (`return true`)"}
+        for f in FUNCTIONS:
+            runs_f = t.get(f"sluice_{f}")
+            if not runs_f:
+                continue
+            summary[f"sluice_{f}"] = row(fn_rows[f], [None if r["failure"] else r["seconds_slot"] for r in runs_f],
+                                         [r["cpu_seconds"] for r in runs_f],
+                                         [r.get("broker_cpu_seconds") for r in runs_f])
+            summary[f"sluice_{f}_broker"] = n / median([None if r["failure"] else r["seconds_broker"]
+                                                        for r in runs_f]) if any(
+                not r["failure"] for r in runs_f) else None
+            summary[f"cpu_per_100k_{f}"] = median([r["cpu_seconds"] / n * 1e5 for r in runs_f
+                                                   if r["cpu_seconds"] is not None])
         w("")
         w("Client CPU s = user+sys of sluice; of pg_recvlogical; of pg_recvlogical + kcat (not PostgreSQL's "
           "walsender). Broker CPU s = the broker process during the run (each run gets a fresh, empty broker).")
+        if t.get("functions"):
+            fn_runs = [r for f in FUNCTIONS for r in t.get(f"sluice_{f}", [])]
+            delivered = ("every run of them delivered exactly " f"{n:,} messages"
+                         if all(not r["failure"] and r["messages_on_broker"] == n for r in fn_runs)
+                         else "not every run of them delivered all messages, see the problems below")
+            w("(d) and (e) are (b) with one Lua function on the sink, on the same WAL and timed the same way "
+              "(until the slot's confirmed_flush_lsn passes the end); the routing function returns the key sluice "
+              "uses by default for this one-column primary key, so the messages are the same as (b)'s and only "
+              f"the function's cost differs; {delivered}. In each round the three sluice runs go back to back, "
+              "their order rotated "
+              "from round to round (" + "; ".join(
+                  f"round {i + 1}: " + ", ".join({"sluice": "b", "sluice_route": "d", "sluice_filter": "e"}[k]
+                                                 for k in o) for i, o in enumerate(t.get("sluice_order", [])))
+              + ").")
+            pairs = []
+            for f, letter in (("route", "d"), ("filter", "e")):
+                each = []
+                for plain, fn in zip(t["sluice"], t.get(f"sluice_{f}", [])):
+                    ok = not plain["failure"] and not fn["failure"]
+                    each.append(f"{plain['seconds_slot'] / fn['seconds_slot']:.2f}" if ok else "failed")
+                if each:
+                    pairs.append(f"({letter}) / (b) {', '.join(each)}")
+            if pairs:
+                w("Ratios within each round (changes/s of the function run / of the plain run of the same round): "
+                  + "; ".join(pairs) + ".")
         w("")
         summary["ceiling"] = ceiling
         summary["sluice"] = sluice
         summary["naive"] = naive
         summary["sluice_ceiling"] = sluice / ceiling if sluice and ceiling else None
         summary["sluice_naive"] = sluice / naive if sluice and naive else None
+        for f in FUNCTIONS:
+            v = summary.get(f"sluice_{f}")
+            summary[f"{f}_plain"] = v / sluice if v and sluice else None
+            vb = summary.get(f"sluice_{f}_broker")
+            b2 = summary.get("sluice_broker")
+            summary[f"{f}_plain_broker"] = vb / b2 if vb and b2 else None
         summary["cpu_per_100k"] = median([r["cpu_seconds"] / n * 1e5 for r in t["sluice"]
                                           if r["cpu_seconds"] is not None])
-        summary["backlog_peak"] = max((r["peak_rss_kb"] for r in t["sluice"]), default=None)
+        all_sluice = [r for kind in ("sluice", *[f"sluice_{f}" for f in FUNCTIONS]) for r in t.get(kind, [])]
+        summary["backlog_peak"] = max((r["peak_rss_kb"] for r in all_sluice), default=None)
         summary["backlog_steady"] = median([r["steady_rss_kb"] for r in t["sluice"]])
 
     latres = results.get("latency") or {}
@@ -1107,6 +1187,13 @@ def render(results, args):
                 w(f"| backlog run {i + 1} ({t['changes']:,} changes) | {r['peak_rss_kb'] / 1024:.0f} MB | "
                   f"{mb(r['steady_rss_kb'])} | "
                   f"{secs_or_failed(r['seconds_slot'])} |")
+            for f, what in (("route", "with the routing function"), ("filter", "with the filter")):
+                runs_f = t.get(f"sluice_{f}") or []
+                if runs_f:
+                    w(f"| backlog runs {what} (peak; median steady and time of {len(runs_f)}) | "
+                      f"{max(r['peak_rss_kb'] for r in runs_f) / 1024:.0f} MB | "
+                      f"{mb(median([r['steady_rss_kb'] for r in runs_f]))} | "
+                      f"{secs_or_failed(median([None if r['failure'] else r['seconds_slot'] for r in runs_f]))} |")
         if big:
             secs = big["seconds_slot"]
             w(f"| one transaction of {big['rows']:,} inserts | {big['peak_rss_kb'] / 1024:.0f} MB | "
@@ -1123,7 +1210,8 @@ def render(results, args):
     w("")
     w("| benchmark | status |")
     w("|---|---|")
-    w("| Functions (filter/transform) | not yet available — sluice has no functions yet |")
+    if not (t and t.get("functions")):
+        w("| Functions (routing, filter) | skipped (`--no-functions`) |")
     w("| Backfill | not yet available — `initial_backfill` is refused until it exists |")
     w("")
 
@@ -1147,13 +1235,23 @@ def render(results, args):
            lambda v: v <= 50, lambda v: f"{v:.1f} ms" + (
                f" (floors: PostgreSQL {fmt_ms(summary.get('p99_5000_pg_floor'))} ms, "
                f"Kafka {fmt_ms(summary.get('p99_5000_kafka_floor'))} ms)" if summary.get("p99_5000_kafka_floor") else ""))
+    for f, name, goal in (("route", "routing function `by-id`: (d) / (b) ≥ 0.90", 0.90),
+                          ("filter", "filter `keep-all`: (e) / (b) ≥ 0.95", 0.95)):
+        if t and t.get("functions"):
+            fb = summary.get(f"{f}_plain_broker")
+            target(name, summary.get(f"{f}_plain"), lambda v, goal=goal: v >= goal,
+                   lambda v, fb=fb, f=f: f"{v:.2f} ({summary[f'sluice_{f}']:,.0f} vs {summary['sluice']:,.0f} "
+                                         f"changes/s" + (f"; b′: {fb:.2f}" if fb else "") + ")")
     peak = max([x for x in (summary.get("backlog_peak"), summary.get("big_peak")) if x] or [0]) or None
     target("peak RSS ≤ 150 MB, incl. the 1,000,000-row transaction", peak, lambda v: v <= 150 * 1024,
            lambda v: f"{v / 1024:.0f} MB")
     w("")
     if summary.get("cpu_per_100k") is not None:
+        fn_cost = [f"{what} {summary[f'cpu_per_100k_{f}']:.2f}" for f, what in
+                   (("route", "with the routing function"), ("filter", "with the filter"))
+                   if summary.get(f"cpu_per_100k_{f}") is not None]
         w(f"Cost: sluice used **{summary['cpu_per_100k']:.2f} CPU s (user+sys) per 100,000 changes** "
-          f"(median of the backlog runs).")
+          f"(median of the backlog runs)" + (f"; {', '.join(fn_cost)}." if fn_cost else "."))
         w("")
 
     prof = results.get("profile")
@@ -1177,7 +1275,8 @@ def render(results, args):
         w("")
 
     problems = []
-    for r in (t["sluice"] if t else []) + ([big] if big else []) + (lat or []):
+    backlog_runs = [r for kind in ("sluice", *[f"sluice_{f}" for f in FUNCTIONS]) for r in (t or {}).get(kind, [])]
+    for r in backlog_runs + ([big] if big else []) + (lat or []):
         if r.get("failure"):
             problems.append(f"- {r.get('label', 'latency ' + str(r.get('rate')))}: {r['failure']}")
             for line in r.get("log_tail", [])[-8:]:
@@ -1229,6 +1328,8 @@ def main():
     p.add_argument("--profile", action="store_true", help="also profile sluice with perf record")
     p.add_argument("--profile-changes", type=int, default=300_000)
     p.add_argument("--profile-top", type=int, default=10)
+    p.add_argument("--no-functions", action="store_true",
+                   help="throughput: skip the runs with a routing function and with a filter")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,big,latency")
     p.add_argument("--markdown", default=os.path.join(ROOT, "BENCHMARKS.md"),
                    help="file to update ('' = do not write)")
@@ -1274,6 +1375,8 @@ def main():
         write_markdown(args.markdown, body)
         log(f"wrote {args.markdown}")
     failed = any(r.get("failure") for r in (results.get("throughput", {}).get("sluice", [])
+                                              + results.get("throughput", {}).get("sluice_route", [])
+                                              + results.get("throughput", {}).get("sluice_filter", [])
                                               + results.get("throughput", {}).get("naive", [])
                                               + ([results["big_transaction"]] if "big_transaction" in results else [])
                                               + results.get("latency", {}).get("sluice", [])))
