@@ -27,7 +27,9 @@ public enum ConsoleServer {
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
-        APIRoutes(inspectors: inspectors).register(on: router.group("api").add(middleware: APIAuthMiddleware(auth: auth)))
+        let api = router.group("api").add(middleware: APIAuthMiddleware(auth: auth))
+        BackfillRoutes(inspectors: inspectors).register(on: api)
+        APIRoutes(inspectors: inspectors).register(on: api)
 
         let pages = PageRoutes(inspectors: inspectors, auth: auth)
         pages.registerLogin(on: router)

@@ -76,6 +76,7 @@ public final class DeliveryLedger: Sendable {
                 CREATE INDEX cancelled_by_position ON cancelled (sink, commit_lsn, commit_idx);
                 """)
         }
+        registerBackfillMigration(&migrator)
         return migrator
     }
 

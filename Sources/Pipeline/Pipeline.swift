@@ -26,6 +26,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     private let ledger: DeliveryLedger
     private let databaseName: String
     private let changesRead = Counter(label: "sluice_changes_read_total")
+    /// Where backfill pages meet the stream.
+    let backfills = BackfillCoordinator()
 
     public init(config: SluiceConfig, databaseName: String, startLSN: LSN, ledger: DeliveryLedger, logger: Logger) throws {
         self.logger = logger
@@ -63,16 +65,43 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
 
     public func received(_ change: Change) {
         changesRead.increment()
+        backfills.observe(change)
         let table = TableName(schema: change.relation.schema, name: change.relation.name)
-        let position = MessagePosition(commitLSN: change.transaction.commitLSN, commitIndex: change.commitIndex)
         for sink in sinks where sink.config.accepts(table: table, action: change.action) {
-            let message = sink.encoder.encode(change, topic: sink.config.destination.topic)
-            let token = tracker.withLock { $0.addMessage() }
-            let group = sink.dispatcher.groupKey(for: change, message: message)
-            sink.dispatcher.submit(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
-                                                   message: message, checkpointToken: token, action: change.action,
-                                                   commitTime: change.transaction.commitTimestamp))
+            submit(change, to: sink)
         }
+    }
+
+    private func submit(_ change: Change, to sink: Sink) {
+        let position = MessagePosition(commitLSN: change.transaction.commitLSN, commitIndex: change.commitIndex)
+        let message = sink.encoder.encode(change, topic: sink.config.destination.topic)
+        let token = tracker.withLock { $0.addMessage() }
+        let group = sink.dispatcher.groupKey(for: change, message: message)
+        sink.dispatcher.submit(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
+                                               message: message, checkpointToken: token, action: change.action,
+                                               commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp))
+    }
+
+    /// A backfill watermark: at a page's high watermark, its rows go out as `read` messages, here in
+    /// the stream (one pseudo-transaction ending at the watermark, so the slot passes it only once
+    /// they are safe).
+    public func logicalMessage(prefix: String, content: [UInt8], lsn: LSN) {
+        guard prefix == BackfillReader.watermarkPrefix,
+              let (page, rows) = backfills.watermark(String(decoding: content, as: UTF8.self)) else { return }
+        guard let sink = sinks.first(where: { $0.config.name == page.sink }) else {
+            page.finished(emitted: 0, at: lsn)
+            return
+        }
+        tracker.withLock { $0.begin() }
+        let transaction = TransactionInfo(xid: 0, commitLSN: lsn, commitTimestamp: page.readAt)
+        for (index, row) in rows.enumerated() {
+            var change = Change(action: .read, relation: page.table.relation, new: row, old: nil, transaction: transaction,
+                                commitIndex: index)
+            change.backfillID = page.backfillID
+            submit(change, to: sink)
+        }
+        tracker.withLock { $0.commit(endLSN: lsn) }
+        page.finished(emitted: rows.count, at: lsn)
     }
 
     public func transactionCommitted(_ transaction: TransactionInfo, endLSN: LSN) {
@@ -122,6 +151,12 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     }
 
     public var confirmedLSN: LSN { tracker.withLock { $0.confirmed } }
+
+    /// Backfills of this pipeline's sinks, meeting the stream at this pipeline's watermarks.
+    public func makeBackfills(config: SluiceConfig) -> BackfillManager {
+        BackfillManager(config: config, ledger: ledger, coordinator: backfills, logger: logger,
+                        confirmed: { [weak self] in self?.confirmedLSN ?? .zero })
+    }
 
     /// The console's view of this pipeline's sinks, combined with the ledger.
     public func makeInspector(replication: ReplicationStatus, slotName: String) -> MessageInspector {

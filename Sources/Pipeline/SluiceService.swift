@@ -41,6 +41,8 @@ public struct SluiceService: Service {
         let spill = (stateDirectory.isEmpty ? "." : stateDirectory) + "/sluice-spill-\(config.database.slotName)"
         let source = ReplicationSource(settings: .init(database: config.database, spillDirectory: spill), logger: logger)
         let inspector = pipeline.makeInspector(replication: source.status, slotName: config.database.slotName)
+        let backfills = pipeline.makeBackfills(config: config)
+        inspector.attach(backfills)
         inspectorSlot.set(inspector)
         defer { inspectorSlot.set(nil) }
         let lag = Gauge(label: "sluice_replication_lag_bytes")
@@ -59,9 +61,12 @@ public struct SluiceService: Service {
                 }
                 thread.name = "sluice-replication"
                 thread.start()
+                // Backfills meet the stream at their watermarks: resume them (and start initial ones) once it runs.
+                backfills.resumeAndStartInitial()
             }
         } onGracefulShutdown: {
             logger.info("shutting down: stopping reads, flushing Kafka")
+            backfills.stopAll()
             source.requestStop()
         }
         _ = pipeline // keep producers alive until the source has drained them

@@ -18,6 +18,12 @@ public protocol ChangeConsumer: AnyObject {
     func drain(timeout: Double)
     /// The position below which everything is acknowledged: the flush LSN to report.
     var confirmedLSN: LSN { get }
+    /// A non-transactional logical decoding message (`pg_logical_emit_message(false, …)`), in stream order.
+    func logicalMessage(prefix: String, content: [UInt8], lsn: LSN)
+}
+
+extension ChangeConsumer {
+    public func logicalMessage(prefix: String, content: [UInt8], lsn: LSN) {}
 }
 
 /// Reads a logical replication slot through libpq on a dedicated thread (never the cooperative
@@ -162,8 +168,11 @@ public final class ReplicationSource: Sendable {
                         relations[description.id] = try catalog.relation(from: description)
                     case .insert, .update, .delete, .truncate:
                         try deliverRowChange(message, transaction, &commitIndex, consumer)
-                    case .message(let transactional, let lsn, _, _):
-                        if !transactional, transaction == nil { consumer.caughtUp(to: max(lsn, walStart)) }
+                    case .message(let transactional, let lsn, let prefix, let content):
+                        if !transactional, transaction == nil {
+                            consumer.logicalMessage(prefix: prefix, content: content, lsn: lsn)
+                            consumer.caughtUp(to: max(lsn, walStart))
+                        }
                     case .type, .origin:
                         break
                     }

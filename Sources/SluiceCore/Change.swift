@@ -31,6 +31,8 @@ public struct Change: Sendable {
     public var transaction: TransactionInfo
     /// Position of this change within its transaction, from 0.
     public var commitIndex: Int
+    /// For `read` rows: the backfill they came from; their idempotency key is `<backfill id>:<pk text>`.
+    public var backfillID: String?
 
     public init(action: Action, relation: Relation, new: Tuple?, old: Tuple?, transaction: TransactionInfo,
                 commitIndex: Int) {

@@ -119,6 +119,10 @@ public struct SinkConfig: Sendable {
     public var routing: FunctionConfig?
     /// A transform or path function: its result is the message value.
     public var transform: FunctionConfig?
+    /// Backfills to run once, when the sink is first seen: nil for none; empty for every table of the sink.
+    public var initialBackfill: [BackfillSpec]?
+    /// Backfill pages adapt their size to keep each query under this.
+    public var backfillMaxQueryMS: Int = 5_000
 
     public init(name: String, tables: [TableName] = [], actions: Set<Action> = Set(Action.allCases),
                 messageGrouping: Bool = true, groupColumns: [TableName: [String]] = [:], maxMemoryMB: Int = 128,
@@ -215,5 +219,19 @@ public struct KafkaDestination: Sendable {
         self.batchSize = batchSize
         self.maxAckPending = maxAckPending
         self.maxMessageBytes = maxMessageBytes
+    }
+}
+
+/// One table to backfill: all of it in primary-key order, or (partial) the rows with
+/// `sort_column >= start_position`, in that column's order.
+public struct BackfillSpec: Sendable, Equatable {
+    public var table: TableName
+    public var sortColumn: String?
+    public var startPosition: String?
+
+    public init(table: TableName, sortColumn: String? = nil, startPosition: String? = nil) {
+        self.table = table
+        self.sortColumn = sortColumn
+        self.startPosition = startPosition
     }
 }

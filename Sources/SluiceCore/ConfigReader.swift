@@ -155,17 +155,19 @@ public struct ConfigReader {
 
     mutating func readSink(_ node: ConfigNode, at path: String) -> SinkConfig? {
         let allowed = ["name", "tables", "actions", "message_grouping", "group_columns", "max_memory_mb", "park_after",
-                       "destination", "filter", "transform", "routing", "initial_backfill"]
+                       "destination", "filter", "transform", "routing", "initial_backfill", "backfill"]
         guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
         let filter = fields["filter"].flatMap { functionReference($0, at: "\(path).filter", kinds: [.filter]) }
         let transform = fields["transform"].flatMap { functionReference($0, at: "\(path).transform", kinds: [.transform, .path]) }
         let routing = fields["routing"].flatMap { functionReference($0, at: "\(path).routing", kinds: [.routing]) }
-        if let node = fields["initial_backfill"], bool(node, at: "\(path).initial_backfill") == true {
-            errors.append(ConfigError("\(path).initial_backfill", "backfills are not supported by this version of Sluice yet — set it to false or remove it"))
-        }
         let name = fields["name"].flatMap { string($0, at: "\(path).name") } ?? ""
         if name.isEmpty { errors.append(ConfigError("\(path).name", "is required: give the sink a name, e.g. orders-to-kafka")) }
         let tables = fields["tables"].map { tableList($0, at: "\(path).tables") } ?? []
+        let initialBackfill = fields["initial_backfill"].flatMap { readInitialBackfill($0, at: "\(path).initial_backfill", sinkTables: tables) }
+        var maxQuery = 5_000
+        if let node = fields["backfill"], let backfillFields = mapping(node, at: "\(path).backfill", allowed: ["max_query_ms"]) {
+            maxQuery = backfillFields["max_query_ms"].flatMap { integer($0, at: "\(path).backfill.max_query_ms", range: 10...600_000) } ?? 5_000
+        }
         var actions = Set(Action.allCases)
         if let node = fields["actions"] {
             actions = []
@@ -206,9 +208,12 @@ public struct ConfigReader {
             return nil
         }
         guard let destination = readKafka(destinationNode, at: "\(path).destination", topicOptional: routing != nil) else { return nil }
-        return SinkConfig(name: name, tables: tables, actions: actions, messageGrouping: grouping, groupColumns: groupColumns,
-                          maxMemoryMB: memory, parkAfter: parkAfter, destination: destination, filter: filter,
-                          routing: routing, transform: transform)
+        var sink = SinkConfig(name: name, tables: tables, actions: actions, messageGrouping: grouping, groupColumns: groupColumns,
+                              maxMemoryMB: memory, parkAfter: parkAfter, destination: destination, filter: filter,
+                              routing: routing, transform: transform)
+        sink.initialBackfill = initialBackfill
+        sink.backfillMaxQueryMS = maxQuery
+        return sink
     }
 
     mutating func readKafka(_ node: ConfigNode, at path: String, topicOptional: Bool = false) -> KafkaDestination? {
@@ -302,6 +307,54 @@ public struct ConfigReader {
                                       "cert_file and key_file go together — give both for a client certificate, or neither"))
         }
         return tls
+    }
+
+    // MARK: - Backfills
+
+    /// `initial_backfill: true`, or Sequin's list of `{table, type: full|partial, sort_column, start_position}`.
+    mutating func readInitialBackfill(_ node: ConfigNode, at path: String, sinkTables: [TableName]) -> [BackfillSpec]? {
+        if case .scalar = node { return bool(node, at: path) == true ? [] : nil }
+        guard case .sequence(let items) = node else {
+            errors.append(ConfigError(path, "write true, or a list of {table, type: partial, sort_column, start_position}"))
+            return nil
+        }
+        var specs: [BackfillSpec] = []
+        for (index, item) in items.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            guard let fields = mapping(item, at: itemPath, allowed: ["table", "type", "sort_column", "start_position"]) else { continue }
+            guard let text = fields["table"].flatMap({ string($0, at: "\(itemPath).table") }) else {
+                if fields["table"] == nil { errors.append(ConfigError("\(itemPath).table", "is required: the table to backfill, e.g. public.orders")) }
+                continue
+            }
+            guard let table = TableName(parsing: text) else {
+                errors.append(ConfigError("\(itemPath).table", "\(quoted(text)) — write schema.table, e.g. public.orders"))
+                continue
+            }
+            if !sinkTables.isEmpty, !sinkTables.contains(table) {
+                errors.append(ConfigError("\(itemPath).table", "\(quoted(text)) is not one of this sink's tables — add it to tables, or remove it here"))
+            }
+            let type = fields["type"].flatMap { string($0, at: "\(itemPath).type") } ?? "full"
+            var spec = BackfillSpec(table: table)
+            switch type {
+            case "full":
+                for key in ["sort_column", "start_position"] where fields[key] != nil {
+                    errors.append(ConfigError("\(itemPath).\(key)", "only partial backfills take \(key) — add type: partial, or remove it"))
+                }
+            case "partial":
+                spec.sortColumn = fields["sort_column"].flatMap { string($0, at: "\(itemPath).sort_column") }
+                spec.startPosition = fields["start_position"].flatMap { string($0, at: "\(itemPath).start_position") }
+                if spec.sortColumn == nil, fields["sort_column"] == nil {
+                    errors.append(ConfigError("\(itemPath).sort_column", "is required for a partial backfill: the column to read in order, e.g. updated_at"))
+                }
+                if spec.startPosition == nil, fields["start_position"] == nil {
+                    errors.append(ConfigError("\(itemPath).start_position", "is required for a partial backfill: rows with sort_column >= it are sent"))
+                }
+            default:
+                errors.append(ConfigError("\(itemPath).type", "\(quoted(type)) — use full or partial"))
+            }
+            specs.append(spec)
+        }
+        return specs
     }
 
     // MARK: - Functions

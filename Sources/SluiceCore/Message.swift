@@ -125,7 +125,11 @@ public struct MessageEncoder: Sendable {
         json.raw(",\"commit_idx\":")
         json.number(change.commitIndex)
         json.raw(",\"idempotency_key\":")
-        json.string(Base64.encode(Array("\(transaction.commitLSN.rawValue):\(change.commitIndex)".utf8)))
+        if let backfill = change.backfillID {
+            json.string(Base64.encode(Array("\(backfill):\(recordPKs.joined(separator: ":"))".utf8)))
+        } else {
+            json.string(Base64.encode(Array("\(transaction.commitLSN.rawValue):\(change.commitIndex)".utf8)))
+        }
         json.raw(",\"database_name\":")
         json.string(databaseName)
         json.raw(",\"transaction_annotations\":null,\"record_pks\":[")

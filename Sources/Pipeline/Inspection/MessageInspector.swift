@@ -33,6 +33,10 @@ public final class MessageInspector: @unchecked Sendable {
     public let databaseName: String
     public let slotName: String
     private let rates = Mutex<[String: RateSamples]>([:])
+    /// The running pipeline's backfills (nil offline).
+    public private(set) var backfills: BackfillManager?
+
+    func attach(_ backfills: BackfillManager) { self.backfills = backfills }
 
     init(ledger: DeliveryLedger, sinks: [SinkEntry], replication: ReplicationStatus?, confirmed: @escaping @Sendable () -> LSN,
          databaseName: String, slotName: String) {

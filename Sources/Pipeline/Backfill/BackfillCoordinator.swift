@@ -1,0 +1,134 @@
+import Foundation
+import PostgresSource
+import SluiceCore
+import Synchronization
+
+/// One page of a backfill, read between its low and high watermark, waiting to be emitted at the
+/// high watermark's place in the stream.
+final class BackfillPage: @unchecked Sendable {
+    let backfillID: String
+    let number: Int
+    let sink: String
+    let table: BackfillTable
+    let rows: [Tuple]
+    /// µs since 2000-01-01: the read's time, the rows' commit_timestamp.
+    let readAt: Int64
+    private let done = DispatchSemaphore(value: 0)
+    private(set) var emitted = 0
+    private(set) var highLSN = LSN.zero
+
+    init(backfillID: String, number: Int, sink: String, table: BackfillTable, rows: [Tuple], readAt: Int64) {
+        self.backfillID = backfillID
+        self.number = number
+        self.sink = sink
+        self.table = table
+        self.rows = rows
+        self.readAt = readAt
+    }
+
+    func finished(emitted: Int, at lsn: LSN) {
+        self.emitted = emitted
+        highLSN = lsn
+        done.signal()
+    }
+
+    /// Waits up to `timeout` seconds for the stream to reach the high watermark.
+    func wait(timeout: Double) -> Bool { done.wait(timeout: .now() + timeout) == .success }
+}
+
+/// Where backfills meet the replication stream (the DBLog watermark algorithm): between a page's
+/// low and high watermark the keys of every change to its table are noted; at the high watermark
+/// the page's rows whose keys changed in between are dropped and the rest are emitted, so a newer
+/// change is never overwritten by an older read.
+final class BackfillCoordinator: Sendable {
+    private struct Window {
+        var table: TableName
+        var open = false
+        var keys: Set<String> = []
+    }
+
+    private struct State {
+        var windows: [String: Window] = [:]
+        var pages: [String: BackfillPage] = [:]
+    }
+
+    private let state = Mutex(State())
+    /// Fast path for the replication thread: are any windows open?
+    private let openWindows = Atomic<Int>(0)
+
+    /// A backfill is about to write its low watermark for `table`.
+    func expect(backfillID: String, table: TableName) {
+        state.withLock { $0.windows[backfillID] = Window(table: table) }
+    }
+
+    /// The page is read; it waits for its high watermark.
+    func register(_ page: BackfillPage) {
+        state.withLock { $0.pages[page.backfillID] = page }
+    }
+
+    func forget(backfillID: String) {
+        state.withLock { state in
+            if state.windows.removeValue(forKey: backfillID)?.open == true { openWindows.subtract(1, ordering: .relaxed) }
+            state.pages.removeValue(forKey: backfillID)
+        }
+    }
+
+    // MARK: - Replication thread
+
+    /// Notes the keys of a change while any window is open.
+    func observe(_ change: Change) {
+        guard openWindows.load(ordering: .relaxed) > 0 else { return }
+        let table = TableName(schema: change.relation.schema, name: change.relation.name)
+        let keys = [change.new, change.old].compactMap { $0.flatMap { Self.key(of: $0, relation: change.relation) } }
+        guard !keys.isEmpty else { return }
+        state.withLock { state in
+            for (id, window) in state.windows where window.open && window.table == table {
+                state.windows[id]?.keys.formUnion(keys)
+            }
+        }
+    }
+
+    /// A watermark came through the stream: `<backfill id>:<page>:low|high`. For a high watermark
+    /// whose page is waiting, returns the page and the rows to emit.
+    func watermark(_ content: String) -> (page: BackfillPage, rows: [Tuple])? {
+        let parts = content.split(separator: ":")
+        guard parts.count == 3, let number = Int(parts[1]) else { return nil }
+        let id = String(parts[0])
+        return state.withLock { state -> (BackfillPage, [Tuple])? in
+            switch parts[2] {
+            case "low":
+                guard var window = state.windows[id] else { return nil }
+                if !window.open { openWindows.add(1, ordering: .relaxed) }
+                window.open = true
+                window.keys.removeAll()
+                state.windows[id] = window
+                return nil
+            case "high":
+                guard let page = state.pages[id], page.number == number else { return nil }
+                state.pages.removeValue(forKey: id)
+                let window = state.windows[id]
+                if window?.open == true { openWindows.subtract(1, ordering: .relaxed) }
+                state.windows[id]?.open = false
+                let changed = window?.keys ?? []
+                let rows = changed.isEmpty ? page.rows : page.rows.filter { row in
+                    guard let key = Self.key(of: row, relation: page.table.relation) else { return true }
+                    return !changed.contains(key)
+                }
+                return (page, rows)
+            default:
+                return nil
+            }
+        }
+    }
+
+    /// The row's key columns as text, joined; nil for a table without a key (or a key not sent).
+    static func key(of row: Tuple, relation: Relation) -> String? {
+        guard !relation.keyColumnIndexes.isEmpty else { return nil }
+        var parts: [String] = []
+        for index in relation.keyColumnIndexes {
+            guard let text = row.text(at: index) else { return nil }
+            parts.append(text)
+        }
+        return parts.joined(separator: "\u{1F}")
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Ledger
+import Logging
+import PostgresSource
+import SluiceCore
+import Synchronization
+
+/// Runs one backfill on a thread of its own: page by page, low watermark → keyset read → high
+/// watermark → wait until the stream emitted the page and the slot passed it (so its rows are in
+/// Kafka, parked or filtered) → save the cursor. A restart resumes from the saved cursor.
+final class BackfillWorker: @unchecked Sendable {
+    static let firstPageSize = 1_000
+    static let maxPageSize = 10_000
+
+    private(set) var record: BackfillRecord
+    let table: BackfillTable
+    let reader: BackfillReader
+    let coordinator: BackfillCoordinator
+    let ledger: DeliveryLedger
+    let logger: Logger
+    let maxQueryMS: Int
+    /// The slot's confirmed position (the pipeline's checkpoint).
+    let confirmed: @Sendable () -> LSN
+    let onEnd: @Sendable (BackfillRecord) -> Void
+    private let cancelRequested = Atomic<Bool>(false)
+    private let stopRequested = Atomic<Bool>(false)
+    private let lock = NSLock()
+    private var lastLog = Date()
+    private var lastLoggedTenth = 0
+
+    init(record: BackfillRecord, table: BackfillTable, reader: BackfillReader, coordinator: BackfillCoordinator,
+         ledger: DeliveryLedger, logger: Logger, maxQueryMS: Int, confirmed: @escaping @Sendable () -> LSN,
+         onEnd: @escaping @Sendable (BackfillRecord) -> Void) {
+        self.record = record
+        self.table = table
+        self.reader = reader
+        self.coordinator = coordinator
+        self.ledger = ledger
+        self.logger = logger
+        self.maxQueryMS = maxQueryMS
+        self.confirmed = confirmed
+        self.onEnd = onEnd
+    }
+
+    var snapshot: BackfillRecord {
+        lock.lock()
+        defer { lock.unlock() }
+        return record
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "sluice-backfill"
+        thread.start()
+    }
+
+    /// Stops after the current page; the messages already sent stay sent.
+    func cancel() { cancelRequested.store(true, ordering: .relaxed) }
+
+    /// Sluice is stopping: leave the backfill active, to resume from its cursor.
+    func stop() { stopRequested.store(true, ordering: .relaxed) }
+
+    private var shouldStop: Bool { cancelRequested.load(ordering: .relaxed) || stopRequested.load(ordering: .relaxed) }
+
+    // MARK: - Pages
+
+    private func run() {
+        var pageSize = Self.firstPageSize
+        var number = 0
+        defer { coordinator.forget(backfillID: record.id) }
+        logger.info("backfill started", metadata: metadata(["rows_estimate": "\(record.rowsInitialCount)",
+                                                            "resuming": "\(record.cursor != nil)"]))
+        while true {
+            if cancelRequested.load(ordering: .relaxed) { return end(.cancelled) }
+            if stopRequested.load(ordering: .relaxed) { return }
+            number += 1
+            do {
+                coordinator.expect(backfillID: record.id, table: table.name)
+                _ = try reader.emitWatermark("\(record.id):\(number):low")
+                let started = Date()
+                let rows = try reader.page(table, sortColumn: record.sortColumn, start: record.startPosition,
+                                           after: record.cursor, limit: pageSize)
+                let queryMS = Date().timeIntervalSince(started) * 1000
+                if rows.isEmpty { return end(.completed) }
+                let readAt = Int64((Date().timeIntervalSince1970 - 946_684_800) * 1_000_000)
+                let page = BackfillPage(backfillID: record.id, number: number, sink: record.sink, table: table, rows: rows,
+                                        readAt: readAt)
+                coordinator.register(page)
+                let high = try reader.emitWatermark("\(record.id):\(number):high")
+                guard waitUntilSafe(page, high: high) else { return }  // stopping; resumes from the saved cursor
+                let cursor = orderValues(of: rows[rows.count - 1])
+                update { record in
+                    record.cursor = cursor
+                    record.rowsProcessedCount += rows.count
+                    record.rowsIngestedCount += page.emitted
+                }
+                try ledger.save(snapshot)
+                logProgress()
+                if rows.count < pageSize { return end(.completed) }
+                // Keep each query under max_query_ms: halve when over, grow while well under.
+                if queryMS > Double(maxQueryMS) {
+                    pageSize = max(10, pageSize / 2)
+                } else if queryMS < Double(maxQueryMS) / 4 {
+                    pageSize = min(Self.maxPageSize, pageSize * 2)
+                }
+            } catch {
+                logger.error("backfill failed", metadata: metadata(["error": "\(error)"]))
+                update { $0.lastError = "\(error)" }
+                return end(.failed)
+            }
+        }
+    }
+
+    /// Waits for the stream to emit the page at its high watermark, then for the slot to pass it.
+    private func waitUntilSafe(_ page: BackfillPage, high: LSN) -> Bool {
+        while !page.wait(timeout: 0.5) {
+            if stopRequested.load(ordering: .relaxed) { return false }
+        }
+        while confirmed() < page.highLSN {
+            if stopRequested.load(ordering: .relaxed) { return false }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return true
+    }
+
+    /// The values of the columns the pages are ordered by, as text: the cursor after this row.
+    private func orderValues(of row: Tuple) -> [String] {
+        let names = (record.sortColumn.map { [$0] } ?? []) + table.keyColumns
+        return names.map { name in
+            table.relation.columns.firstIndex { $0.name == name }.flatMap { row.text(at: $0) } ?? ""
+        }
+    }
+
+    private func end(_ state: BackfillRecord.State) {
+        update { record in
+            record.state = state
+            if state == .cancelled { record.canceledAt = Date() } else { record.completedAt = Date() }
+        }
+        do { try ledger.save(snapshot) } catch {
+            logger.error("could not save the backfill's state", metadata: metadata(["error": "\(error)"]))
+        }
+        let done = snapshot
+        logger.notice("backfill \(state.rawValue)", metadata: metadata([
+            "rows_processed": "\(done.rowsProcessedCount)", "rows_ingested": "\(done.rowsIngestedCount)"]))
+        onEnd(done)
+    }
+
+    private func update(_ change: (inout BackfillRecord) -> Void) {
+        lock.lock()
+        change(&record)
+        lock.unlock()
+    }
+
+    /// One line per 10 % or per 30 s, whichever comes first.
+    private func logProgress() {
+        let current = snapshot
+        let tenth = current.rowsInitialCount > 0 ? min(10, current.rowsProcessedCount * 10 / current.rowsInitialCount) : 0
+        guard tenth > lastLoggedTenth || Date().timeIntervalSince(lastLog) >= 30 else { return }
+        lastLoggedTenth = max(lastLoggedTenth, tenth)
+        lastLog = Date()
+        logger.info("backfill progress", metadata: metadata([
+            "rows_processed": "\(current.rowsProcessedCount)", "rows_estimate": "\(current.rowsInitialCount)",
+            "percent": "\(current.rowsInitialCount > 0 ? min(100, current.rowsProcessedCount * 100 / current.rowsInitialCount) : 0)"]))
+    }
+
+    private func metadata(_ extra: Logger.Metadata) -> Logger.Metadata {
+        var all: Logger.Metadata = ["backfill": "\(record.id)", "sink": "\(record.sink)", "table": "\(record.table)"]
+        all.merge(extra) { $1 }
+        return all
+    }
+}
