@@ -98,6 +98,13 @@ struct PageRoutes: Sendable {
         var messages: [InspectedMessage] = []
         do { messages = try inspector.messages(sink: name, state: state, limit: 200) } catch { notice = error.message }
         if state == .delivered, messages.count > counts[.delivered] ?? 0 { notice = nil }
+        let backfills: [[String: Any]] = (inspector.backfills?.list(sink: name) ?? []).prefix(20).map { backfill in
+            let total = max(backfill.rowsInitialCount, backfill.rowsProcessedCount)
+            return ["id": backfill.id, "table": backfill.table, "state": backfill.state.rawValue, "lastError": backfill.lastError as Any,
+                    "total": total, "processed": backfill.rowsProcessedCount, "ingested": backfill.rowsIngestedCount,
+                    "percent": total > 0 ? backfill.rowsProcessedCount * 100 / total : 100,
+                    "started": InspectedMessage.timestamp(backfill.insertedAt)]
+        }
         let tabs: [[String: Any]] = MessageState.allCases.map { tab in
             ["sink": name, "state": tab.rawValue, "label": Self.label(tab), "active": tab == state,
              "count": tab == .delivered && messages.count > 0 && state == .delivered ? messages.count : counts[tab] ?? 0]
@@ -108,6 +115,7 @@ struct PageRoutes: Sendable {
             "messages": messages.map { Self.row($0, sink: name) },
             "showsError": state == .failing || state == .cancelled, "showsNextAttempt": state == .failing,
             "showsOffset": state == .delivered, "showsReason": state == .cancelled,
+            "hasBackfills": !backfills.isEmpty, "backfills": backfills,
         ])
     }
 

@@ -15,7 +15,7 @@ struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Streams every row change of a PostgreSQL database into Kafka.",
-        subcommands: [Run.self, Check.self, Messages.self, Fn.self]
+        subcommands: [Run.self, Check.self, Messages.self, Backfill.self, Fn.self]
     )
 }
 

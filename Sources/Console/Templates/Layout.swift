@@ -37,7 +37,8 @@ enum LayoutTemplate {
   button.primary { background:var(--accent); color:#fff; border-color:var(--accent); } button.danger { background:#fff; color:var(--bad); border-color:#fda29b; }
   .badge { display:inline-block; padding:.05rem .5rem; border-radius:999px; font-size:.8rem; background:#eef2ff; }
   .badge.failing { background:#fee4e2; color:var(--bad); } .badge.delivered { background:#dcfae6; color:var(--ok); }
-  .badge.cancelled { background:#f2f4f7; } .badge.in_flight, .badge.waiting { background:#fef0c7; color:var(--warn); }
+  .badge.cancelled { background:#f2f4f7; } .badge.completed { background:#dcfae6; color:var(--ok); } .badge.active { background:#eef2ff; color:var(--accent); } .badge.failed { background:#fee4e2; color:var(--bad); }
+  progress { width:10rem; vertical-align:middle; } .badge.in_flight, .badge.waiting { background:#fef0c7; color:var(--warn); }
   .notice { padding:.6rem .9rem; border-radius:8px; background:#fff; border:1px solid var(--line); margin-bottom:1rem; }
   ol.errors li { margin-bottom:.4rem; overflow-wrap:anywhere; }
   form.login { max-width:360px; margin:3rem auto; background:#fff; padding:1.5rem; border-radius:10px; border:1px solid var(--line); }

@@ -26,5 +26,19 @@ enum SinkTemplate {
 </div>
 {{/hasMessages}}
 {{^hasMessages}}<p class="muted">No {{stateLabel}} messages.</p>{{/hasMessages}}
+{{#hasBackfills}}
+<h2>Backfills</h2>
+<div class="table-wrap">
+<table class="backfills">
+  <thead><tr><th>table</th><th>state</th><th>progress</th><th>rows</th><th>sent</th><th>started</th></tr></thead>
+  <tbody>
+  {{#backfills}}
+  <tr data-id="{{id}}"><td>{{table}}</td><td><span class="badge {{state}}">{{state}}</span>{{#lastError}} <span class="bad">{{lastError}}</span>{{/lastError}}</td>
+    <td><progress max="{{total}}" value="{{processed}}"></progress> {{percent}}%</td><td>{{processed}} / {{total}}</td><td>{{ingested}}</td><td>{{started}}</td></tr>
+  {{/backfills}}
+  </tbody>
+</table>
+</div>
+{{/hasBackfills}}
 """#
 }

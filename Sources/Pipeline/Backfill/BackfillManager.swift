@@ -114,6 +114,13 @@ public final class BackfillManager: @unchecked Sendable {
 
     // MARK: - Starting
 
+    /// The server's message without its `ERROR:` prefix and context lines.
+    static func firstLine(_ error: Error) -> String {
+        var text = "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
+        if text.hasPrefix("ERROR:") { text = String(text.dropFirst("ERROR:".count)).trimmingCharacters(in: .whitespaces) }
+        return text
+    }
+
     private func start(sink name: String, spec: BackfillSpec) throws(InspectionError) -> BackfillRecord {
         guard let sink = config.sinks.first(where: { $0.name == name }) else { throw InspectionError(.notFound, "no sink named \(name)") }
         let reader: BackfillReader
@@ -122,7 +129,7 @@ public final class BackfillManager: @unchecked Sendable {
             reader = try BackfillReader(parameters: config.database.connectionParameters)
             table = try reader.describe(spec.table)
         } catch {
-            throw InspectionError(.badRequest, "tables: \(spec.table): \(error)")
+            throw InspectionError(.badRequest, "tables: \(spec.table): \(Self.firstLine(error))")
         }
         if let sortColumn = spec.sortColumn {
             guard table.columnTypes[sortColumn] != nil else {
@@ -130,7 +137,7 @@ public final class BackfillManager: @unchecked Sendable {
             }
             if let start = spec.startPosition {
                 do { try reader.check(start, as: sortColumn, of: table) } catch {
-                    throw InspectionError(.badRequest, "start_position: \"\(start)\" is not a \(table.columnTypes[sortColumn] ?? "value") — \(error)")
+                    throw InspectionError(.badRequest, "start_position: \"\(start)\" is not a \(table.columnTypes[sortColumn] ?? "value") — \(Self.firstLine(error))")
                 }
             }
         }
