@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "SluiceCore"]),
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource", "SluiceCore"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore", "PostgresSource"]),
         .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore"]),
         .testTarget(name: "FunctionsTests", dependencies: ["Functions", "SluiceCore"]),
         .testTarget(

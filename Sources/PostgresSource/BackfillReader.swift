@@ -11,6 +11,13 @@ public struct BackfillTable: Sendable {
     public var keyColumns: [String]
     /// `format_type` of every column of the relation, by name (for casts of cursor values).
     public var columnTypes: [String: String]
+
+    public init(name: TableName, relation: Relation, keyColumns: [String], columnTypes: [String: String]) {
+        self.name = name
+        self.relation = relation
+        self.keyColumns = keyColumns
+        self.columnTypes = columnTypes
+    }
 }
 
 /// Reads existing rows for backfills over an ordinary (non-replication) connection: keyset pages

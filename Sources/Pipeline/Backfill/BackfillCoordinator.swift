@@ -7,7 +7,9 @@ import Synchronization
 /// high watermark's place in the stream.
 final class BackfillPage: @unchecked Sendable {
     let backfillID: String
-    let number: Int
+    /// Names the page in its watermarks: unique per run of a backfill, so that watermarks of a run
+    /// that crashed (replayed from the slot after a restart) never match a page of this run.
+    let tag: String
     let sink: String
     let table: BackfillTable
     let rows: [Tuple]
@@ -17,9 +19,9 @@ final class BackfillPage: @unchecked Sendable {
     private(set) var emitted = 0
     private(set) var highLSN = LSN.zero
 
-    init(backfillID: String, number: Int, sink: String, table: BackfillTable, rows: [Tuple], readAt: Int64) {
+    init(backfillID: String, tag: String, sink: String, table: BackfillTable, rows: [Tuple], readAt: Int64) {
         self.backfillID = backfillID
-        self.number = number
+        self.tag = tag
         self.sink = sink
         self.table = table
         self.rows = rows
@@ -43,6 +45,7 @@ final class BackfillPage: @unchecked Sendable {
 final class BackfillCoordinator: Sendable {
     private struct Window {
         var table: TableName
+        var tag: String
         var open = false
         var keys: Set<String> = []
     }
@@ -56,9 +59,12 @@ final class BackfillCoordinator: Sendable {
     /// Fast path for the replication thread: are any windows open?
     private let openWindows = Atomic<Int>(0)
 
-    /// A backfill is about to write its low watermark for `table`.
-    func expect(backfillID: String, table: TableName) {
-        state.withLock { $0.windows[backfillID] = Window(table: table) }
+    /// A backfill is about to write the low watermark of page `tag` for `table`.
+    func expect(backfillID: String, tag: String, table: TableName) {
+        state.withLock { state in
+            if state.windows[backfillID]?.open == true { openWindows.subtract(1, ordering: .relaxed) }
+            state.windows[backfillID] = Window(table: table, tag: tag)
+        }
     }
 
     /// The page is read; it waits for its high watermark.
@@ -88,23 +94,24 @@ final class BackfillCoordinator: Sendable {
         }
     }
 
-    /// A watermark came through the stream: `<backfill id>:<page>:low|high`. For a high watermark
+    /// A watermark came through the stream: `<backfill id>:<page tag>:low|high`. For a high watermark
     /// whose page is waiting, returns the page and the rows to emit.
     func watermark(_ content: String) -> (page: BackfillPage, rows: [Tuple])? {
         let parts = content.split(separator: ":")
-        guard parts.count == 3, let number = Int(parts[1]) else { return nil }
+        guard parts.count == 3 else { return nil }
         let id = String(parts[0])
+        let tag = String(parts[1])
         return state.withLock { state -> (BackfillPage, [Tuple])? in
             switch parts[2] {
             case "low":
-                guard var window = state.windows[id] else { return nil }
+                guard var window = state.windows[id], window.tag == tag else { return nil }
                 if !window.open { openWindows.add(1, ordering: .relaxed) }
                 window.open = true
                 window.keys.removeAll()
                 state.windows[id] = window
                 return nil
             case "high":
-                guard let page = state.pages[id], page.number == number else { return nil }
+                guard let page = state.pages[id], page.tag == tag else { return nil }
                 state.pages.removeValue(forKey: id)
                 let window = state.windows[id]
                 if window?.open == true { openWindows.subtract(1, ordering: .relaxed) }

@@ -67,6 +67,7 @@ final class BackfillWorker: @unchecked Sendable {
     private func run() {
         var pageSize = Self.firstPageSize
         var number = 0
+        let run = UUID().uuidString.prefix(8).lowercased()
         defer { coordinator.forget(backfillID: record.id) }
         logger.info("backfill started", metadata: metadata(["rows_estimate": "\(record.rowsInitialCount)",
                                                             "resuming": "\(record.cursor != nil)"]))
@@ -75,18 +76,19 @@ final class BackfillWorker: @unchecked Sendable {
             if stopRequested.load(ordering: .relaxed) { return }
             number += 1
             do {
-                coordinator.expect(backfillID: record.id, table: table.name)
-                _ = try reader.emitWatermark("\(record.id):\(number):low")
+                let tag = "\(run)-\(number)"
+                coordinator.expect(backfillID: record.id, tag: tag, table: table.name)
+                _ = try reader.emitWatermark("\(record.id):\(tag):low")
                 let started = Date()
                 let rows = try reader.page(table, sortColumn: record.sortColumn, start: record.startPosition,
                                            after: record.cursor, limit: pageSize)
                 let queryMS = Date().timeIntervalSince(started) * 1000
                 if rows.isEmpty { return end(.completed) }
                 let readAt = Int64((Date().timeIntervalSince1970 - 946_684_800) * 1_000_000)
-                let page = BackfillPage(backfillID: record.id, number: number, sink: record.sink, table: table, rows: rows,
+                let page = BackfillPage(backfillID: record.id, tag: tag, sink: record.sink, table: table, rows: rows,
                                         readAt: readAt)
                 coordinator.register(page)
-                let high = try reader.emitWatermark("\(record.id):\(number):high")
+                let high = try reader.emitWatermark("\(record.id):\(tag):high")
                 guard waitUntilSafe(page, high: high) else { return }  // stopping; resumes from the saved cursor
                 let cursor = orderValues(of: rows[rows.count - 1])
                 update { record in
