@@ -180,7 +180,7 @@ struct PageRoutes: Sendable {
     static func row(_ message: InspectedMessage, sink: String) -> [String: Any] {
         ["sink": sink, "id": message.id, "state": message.state.rawValue, "table": message.table, "action": message.action ?? "",
          "key": message.key ?? "", "topic": message.topic, "deliverCount": message.deliverCount,
-         "lastError": message.lastError as Any, "nextAttempt": message.nextAttemptAt.map(InspectedMessage.timestamp) ?? "",
+         "lastError": message.lastError as Any, "nextAttempt": message.nextAttemptAt.map(InspectedMessage.timestamp) as Any,
          "partition": message.partition.map { "\($0)" } ?? "", "offset": message.offset.map { "\($0)" } ?? "",
          "reason": message.reason as Any, "size": message.sizeBytes]
     }

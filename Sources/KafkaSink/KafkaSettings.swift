@@ -21,6 +21,9 @@ public enum KafkaSettings {
             ("linger.ms", "5"),
             ("queue.buffering.max.messages", String(max(100_000, destination.maxAckPending * 2))),
             ("socket.keepalive.enable", "true"),
+            // A broker that comes back is used within 2 s (librdkafka waits up to 10 s by default), so a
+            // retry right after an outage does not time out while the client still waits to reconnect.
+            ("reconnect.backoff.max.ms", "2000"),
         ]
         properties += securityProperties(for: destination)
         return properties

@@ -50,7 +50,9 @@ public final class MessageInspector: @unchecked Sendable {
 
     /// The state file alone: failing, delivered and cancelled messages; nothing in flight is known.
     public convenience init(offline ledger: DeliveryLedger, config: SluiceConfig) {
-        let name = config.database.connectionParameters.last { $0.0 == "dbname" }?.1 ?? ""
+        // A URL comes as dbname: show only its database, never its password.
+        var name = config.database.connectionParameters.last { $0.0 == "dbname" }?.1 ?? ""
+        if name.contains("://") { name = URLComponents(string: name).map { String($0.path.drop { $0 == "/" }) } ?? "" }
         self.init(ledger: ledger, sinks: config.sinks.map { SinkEntry(config: $0, dispatcher: nil, metrics: nil) }, replication: nil,
                   confirmed: { .zero }, databaseName: name, slotName: config.database.slotName)
     }
