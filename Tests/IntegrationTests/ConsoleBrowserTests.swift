@@ -2,7 +2,7 @@ import Foundation
 import KafkaSink
 import Testing
 
-/// The console in a real browser: tests/browser/console_flow.py drives chromium through Playwright
+/// The console in a real browser: Tests/Browser/console_flow.py drives chromium through Playwright
 /// while this test controls Kafka and checks the outcome through the API and a consumer.
 @Suite(.serialized)
 struct ConsoleBrowserTests {
@@ -45,7 +45,7 @@ struct ConsoleBrowserTests {
         let shots = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("screenshots"))
         try FileManager.default.createDirectory(at: shots, withIntermediateDirectories: true)
         let failingShot = shots.appendingPathComponent("console-failing.png"), deliveredShot = shots.appendingPathComponent("console-delivered.png")
-        let browser = try BrowserScript(python: tools.python, script: Self.repository.appendingPathComponent("tests/browser/console_flow.py").path,
+        let browser = try BrowserScript(python: tools.python, script: Self.repository.appendingPathComponent("Tests/Browser/console_flow.py").path,
                                         arguments: ["--url", console.baseURL, "--sink", "orders", "--message", id, "--error", "Message timed out",
                                                     "--min-deliver-count", "3", "--chromium", tools.chromium,
                                                     "--failing-screenshot", failingShot.path, "--delivered-screenshot", deliveredShot.path],
