@@ -426,12 +426,31 @@ struct ConfigReaderTests {
             == ["sinks[0].name: is required: give the sink a name, e.g. orders-to-kafka"])
     }
 
-    @Test func laterFeaturesAreRefusedByName() {
+    @Test func undeclaredFunctionsAreRefusedByName() {
         #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("filter", s("functions/filter.lua"))])]))
             == ["sinks[0].filter: \"functions/filter.lua\" is not a declared function — declare it under functions: with type: filter, or write none"])
-        #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("initial_backfill", s("true"))])]))
-            == ["sinks[0].initial_backfill: backfills are not supported by this version of Sluice yet — set it to false or remove it"])
+    }
+
+    @Test func initialBackfillTrueOrAListOfTables() throws {
         #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("initial_backfill", s("false"))])])) == [])
+        let all = try ConfigReader.read(Self.root(sinks: [Self.sink(extra: [("initial_backfill", s("true"))])]), environment: Self.environment).get()
+        #expect(all.sinks[0].initialBackfill == [])
+        let listed = try ConfigReader.read(Self.root(sinks: [Self.sink(tables: nil, extra: [
+            ("initial_backfill", seq(map(["table": s("public.users")]),
+                                     map(["table": s("public.orders"), "type": s("partial"), "sort_column": s("updated_at"),
+                                          "start_position": s("2026-01-01T00:00:00Z")]))),
+            ("backfill", map(["max_query_ms": s("2000")])),
+        ])]), environment: Self.environment).get()
+        #expect(listed.sinks[0].initialBackfill == [
+            BackfillSpec(table: TableName(schema: "public", name: "users")),
+            BackfillSpec(table: TableName(schema: "public", name: "orders"), sortColumn: "updated_at", startPosition: "2026-01-01T00:00:00Z"),
+        ])
+        #expect(listed.sinks[0].backfillMaxQueryMS == 2000)
+        #expect(Self.errors(Self.root(sinks: [Self.sink(tables: nil, extra: [("initial_backfill", seq(map(["table": s("public.t"), "type": s("partial")])))])]))
+            == ["sinks[0].initial_backfill[0].sort_column: is required for a partial backfill: the column to read in order, e.g. updated_at",
+                "sinks[0].initial_backfill[0].start_position: is required for a partial backfill: rows with sort_column >= it are sent"])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("initial_backfill", seq(map(["table": s("public.orders"), "type": s("half")])))])]))
+            == ["sinks[0].initial_backfill[0].type: \"half\" — use full or partial"])
     }
 
     @Test func otherFieldErrors() {
