@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/// Fills a lazy message table (see "Lazy message tables" below) at stack index `table`; Swift code
+/// that must call only Lua functions that cannot raise, and must leave the stack as it found it.
+typedef void (*sluice_lua_materializer)(lua_State *L, int table, void *context);
+
 typedef struct sluice_lua_budget {
     size_t used;
     size_t limit;
@@ -14,6 +18,9 @@ typedef struct sluice_lua_budget {
     int enforce;
     long long instructions;
     int exhausted;
+    /// Fills lazy message tables; NULL leaves them empty.
+    sluice_lua_materializer materialize;
+    void *materialize_context;
 } sluice_lua_budget;
 
 static inline void *sluice_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -47,7 +54,11 @@ static inline void sluice_lua_count_hook(lua_State *L, lua_Debug *ar) {
     lua_error(L);
 }
 
+static inline void sluice_lua_materialize(lua_State *L, int index);
+
 static inline int sluice_lua_array(lua_State *L) {
+    // A message table not read yet is filled first, so that filling it later cannot undo this.
+    sluice_lua_materialize(L, 1);
     if (lua_type(L, 1) != LUA_TTABLE) {
         lua_settop(L, 0);
         lua_createtable(L, 0, 0);
@@ -64,6 +75,185 @@ static inline int sluice_lua_array(lua_State *L) {
 static inline int sluice_lua_null_tostring(lua_State *L) {
     lua_pushliteral(L, "sluice.null");
     return 1;
+}
+
+// MARK: - Lazy message tables
+//
+// `record`, `changes` and `metadata` reach a function as empty tables with the metatable
+// `sluice.proxy` (one per state, in the registry). The first __index, __newindex, __pairs or __len on
+// one removes the metatable and has Swift (budget->materialize) fill the table from the message's
+// JSON with rawset; then the metamethod finishes as if the table had been full all along. Everything
+// here is C so that a Lua error (a bad argument, a nil key) never unwinds through Swift frames; the
+// Swift side runs with the memory cap lifted, where the Lua functions it calls cannot raise.
+// The base functions that bypass metamethods (next, rawget, rawset, rawlen, getmetatable,
+// setmetatable) are replaced by versions that fill such a table first, and `sluice.array` fills its
+// argument first, so no Lua code can tell a lazy table from a full one.
+
+/// Fills the table at `index`, which has the proxy metatable: removes the metatable, then has Swift
+/// fill it with the memory cap lifted (so that no allocation fails and nothing Swift calls raises).
+static inline void sluice_lua_materialize_proxy(lua_State *L, int index) {
+    lua_pushnil(L);
+    lua_setmetatable(L, index);
+    sluice_lua_budget *budget = sluice_lua_budget_of(L);
+    if (!budget->materialize) return;
+    int enforce = budget->enforce;
+    budget->enforce = 0;
+    budget->materialize(L, index, budget->materialize_context);
+    budget->enforce = enforce;
+}
+
+/// If the value at `index` is a message table not filled yet, fills it; anything else stays as it is.
+static inline void sluice_lua_materialize(lua_State *L, int index) {
+    index = lua_absindex(L, index);
+    if (lua_type(L, index) != LUA_TTABLE || !lua_getmetatable(L, index)) return;
+    lua_getfield(L, LUA_REGISTRYINDEX, "sluice.proxy");
+    int lazy = lua_rawequal(L, -1, -2);
+    lua_settop(L, -3);
+    if (lazy) sluice_lua_materialize_proxy(L, index);
+}
+
+// The metamethods: their first argument is a table with the proxy metatable (Lua calls them so).
+static inline int sluice_lua_proxy_index(lua_State *L) {
+    lua_settop(L, 2);
+    if (lua_type(L, 1) != LUA_TTABLE) return 0;
+    sluice_lua_materialize_proxy(L, 1);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+static inline int sluice_lua_proxy_newindex(lua_State *L) {
+    lua_settop(L, 3);
+    if (lua_type(L, 1) != LUA_TTABLE) return 0;
+    // As an assignment to a plain table would fail (raised here, in C, before Swift runs).
+    if (lua_isnil(L, 2)) return luaL_error(L, "index is nil");
+    if (lua_type(L, 2) == LUA_TNUMBER && !lua_isinteger(L, 2)) {
+        lua_Number n = lua_tonumber(L, 2);
+        if (n != n) return luaL_error(L, "index is NaN");
+    }
+    sluice_lua_materialize_proxy(L, 1);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+/// Upvalue 1: the original `next`.
+static inline int sluice_lua_proxy_pairs(lua_State *L) {
+    lua_settop(L, 1);
+    if (lua_type(L, 1) == LUA_TTABLE) sluice_lua_materialize_proxy(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+static inline int sluice_lua_proxy_len(lua_State *L) {
+    if (lua_type(L, 1) != LUA_TTABLE) return 0;
+    sluice_lua_materialize_proxy(L, 1);
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+    return 1;
+}
+
+// The base library's raw functions (lbaselib.c, same checks and messages), filling a lazy table first.
+static inline int sluice_lua_next(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    sluice_lua_materialize(L, 1);
+    lua_settop(L, 2);
+    if (lua_next(L, 1)) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static inline int sluice_lua_rawget(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    sluice_lua_materialize(L, 1);
+    lua_settop(L, 2);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+static inline int sluice_lua_rawset(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    sluice_lua_materialize(L, 1);
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+static inline int sluice_lua_rawlen(lua_State *L) {
+    int t = lua_type(L, 1);
+    luaL_argexpected(L, t == LUA_TTABLE || t == LUA_TSTRING, 1, "table or string");
+    sluice_lua_materialize(L, 1);
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+    return 1;
+}
+
+static inline int sluice_lua_getmetatable(lua_State *L) {
+    luaL_checkany(L, 1);
+    sluice_lua_materialize(L, 1);
+    if (!lua_getmetatable(L, 1)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_getmetafield(L, 1, "__metatable");
+    return 1;
+}
+
+static inline int sluice_lua_setmetatable(lua_State *L) {
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    sluice_lua_materialize(L, 1);
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/// A table received untouched and kept past its call holds its JSON text under a key no Lua code can
+/// make (the state's budget address, a light userdata); filling the table takes the text out.
+static inline void sluice_lua_keep_text(lua_State *L, int table, const char *text, size_t length) {
+    table = lua_absindex(L, table);
+    lua_pushlstring(L, text, length);
+    lua_rawsetp(L, table, sluice_lua_budget_of(L));
+}
+
+/// Pushes the text kept in the table (nil if none) and removes it from the table.
+static inline int sluice_lua_take_kept_text(lua_State *L, int table) {
+    table = lua_absindex(L, table);
+    int type = lua_rawgetp(L, table, sluice_lua_budget_of(L));
+    if (type != LUA_TNIL) {
+        lua_pushnil(L);
+        lua_rawsetp(L, table, sluice_lua_budget_of(L));
+    }
+    return type;
+}
+
+/// The proxy metatable and the replaced base functions.
+static inline void sluice_lua_open_proxies(lua_State *L) {
+    lua_createtable(L, 0, 4);
+    lua_pushcfunction(L, sluice_lua_proxy_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, sluice_lua_proxy_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_getglobal(L, "next");
+    lua_pushcclosure(L, sluice_lua_proxy_pairs, 1);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushcfunction(L, sluice_lua_proxy_len);
+    lua_setfield(L, -2, "__len");
+    lua_setfield(L, LUA_REGISTRYINDEX, "sluice.proxy");
+
+    const struct { const char *name; lua_CFunction function; } replaced[] = {
+        {"next", sluice_lua_next}, {"rawget", sluice_lua_rawget}, {"rawset", sluice_lua_rawset},
+        {"rawlen", sluice_lua_rawlen}, {"getmetatable", sluice_lua_getmetatable},
+        {"setmetatable", sluice_lua_setmetatable}, {NULL, NULL},
+    };
+    for (int i = 0; replaced[i].name; i++) {
+        lua_pushcfunction(L, replaced[i].function);
+        lua_setglobal(L, replaced[i].name);
+    }
 }
 
 /// base (without load, dofile, loadfile, collectgarbage), string (without dump), table, math, utf8;
@@ -105,6 +295,7 @@ static inline int sluice_lua_open_sandbox(lua_State *L) {
     lua_pushcfunction(L, sluice_lua_array);
     lua_setfield(L, -2, "array");
     lua_setglobal(L, "sluice");
+    sluice_lua_open_proxies(L);
     return 0;
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import SluiceCore
 
 /// Reads JSON text in place: the messages Sluice encodes itself (and `sluice fn test` inputs),
@@ -23,14 +24,26 @@ struct JSONCursor {
         }
     }
 
-    mutating func expect(_ byte: UInt8) throws(FunctionError) {
+    @inline(__always) mutating func expect(_ byte: UInt8) throws(FunctionError) {
+        if index < bytes.count, bytes[index] == byte {
+            index += 1
+            return
+        }
+        try expectSlowly(byte)
+    }
+
+    private mutating func expectSlowly(_ byte: UInt8) throws(FunctionError) {
         skipWhitespace()
         guard peek == byte else { throw unexpected("'\(Character(Unicode.Scalar(byte)))'") }
         index += 1
     }
 
     /// If the next byte is `byte`, consumes it.
-    mutating func take(_ byte: UInt8) -> Bool {
+    @inline(__always) mutating func take(_ byte: UInt8) -> Bool {
+        if index < bytes.count, bytes[index] == byte {
+            index += 1
+            return true
+        }
         skipWhitespace()
         if peek == byte { index += 1; return true }
         return false
@@ -43,12 +56,30 @@ struct JSONCursor {
 
     // MARK: - Strings
 
+    /// Where the first `"` or `\\` at or after `start` is (or a little before `end`: the caller
+    /// checks the last bytes one by one). Eight bytes at a time.
+    @inline(__always)
+    static func plainRun(_ base: UnsafePointer<UInt8>, from start: Int, to end: Int) -> Int {
+        var at = start
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        while at + 8 <= end {
+            let word = UInt64(littleEndian: UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self))
+            let quotes = word ^ 0x2222_2222_2222_2222, slashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
+            // A byte of 0 in either: its high bit is the lowest one set (exact for the first such byte).
+            let found = ((quotes &- ones) & ~quotes | (slashes &- ones) & ~slashes) & highs
+            if found != 0 { return at + found.trailingZeroBitCount / 8 }
+            at += 8
+        }
+        return at
+    }
+
     /// The string starting at the cursor (after whitespace); `body` sees its bytes, unescaped.
     mutating func readString<T>(_ scratch: inout [UInt8], _ body: (UnsafeBufferPointer<UInt8>) -> T) throws(FunctionError) -> T {
         skipWhitespace()
         guard peek == UInt8(ascii: "\"") else { throw unexpected("a string") }
         index += 1
         let start = index
+        index = Self.plainRun(bytes.baseAddress!, from: index, to: bytes.count)
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -144,24 +175,27 @@ struct JSONCursor {
     mutating func readNumberToken() throws(FunctionError) -> Range<Int> {
         skipWhitespace()
         let start = index
-        while index < bytes.count {
-            switch bytes[index] {
+        let base = bytes.baseAddress
+        var at = index
+        while at < bytes.count {
+            switch base![at] {
             case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."),
                  UInt8(ascii: "e"), UInt8(ascii: "E"):
-                index += 1
+                at += 1
             default:
-                if index == start { throw unexpected("a value") }
-                return start..<index
+                index = at
+                if at == start { throw unexpected("a value") }
+                return start..<at
             }
         }
-        if index == start { throw unexpected("a value") }
-        return start..<index
+        index = at
+        if at == start { throw unexpected("a value") }
+        return start..<at
     }
 
     mutating func readLiteral(_ word: StaticString) throws(FunctionError) {
         let count = word.utf8CodeUnitCount
-        guard index + count <= bytes.count else { throw unexpected("\(word)") }
-        for offset in 0..<count where bytes[index + offset] != word.utf8Start[offset] {
+        guard index + count <= bytes.count, memcmp(bytes.baseAddress! + index, word.utf8Start, count) == 0 else {
             throw unexpected("\(word)")
         }
         index += count
@@ -169,37 +203,89 @@ struct JSONCursor {
 
     // MARK: - Skipping
 
-    /// Moves past one value of any kind and returns where it lay.
+    /// Moves past one value of any kind and returns where it lay; checks it as strictly as reading
+    /// it would (strings and their escapes too), so that a value skipped now reads without errors later.
+    /// Nesting is counted like `LuaValueReader`'s: the value itself is at `depth`.
     @discardableResult
-    mutating func skipValue(depth: Int = 0) throws(FunctionError) -> Range<Int> {
-        guard depth < 512 else { throw FunctionError("the message nests deeper than 512 levels") }
+    mutating func skipValue(depth: Int = 0, maxDepth: Int = 512) throws(FunctionError) -> Range<Int> {
+        guard depth < maxDepth else { throw FunctionError("the message nests deeper than \(maxDepth) levels") }
         skipWhitespace()
         let start = index
-        var scratch: [UInt8] = []
         switch peek {
         case UInt8(ascii: "{"):
             index += 1
             if !take(UInt8(ascii: "}")) {
                 repeat {
-                    try readString(&scratch) { _ in () }
+                    try skipString()
                     try expect(UInt8(ascii: ":"))
-                    try skipValue(depth: depth + 1)
+                    try skipValue(depth: depth + 1, maxDepth: maxDepth)
                 } while take(UInt8(ascii: ","))
                 try expect(UInt8(ascii: "}"))
             }
         case UInt8(ascii: "["):
             index += 1
             if !take(UInt8(ascii: "]")) {
-                repeat { try skipValue(depth: depth + 1) } while take(UInt8(ascii: ","))
+                repeat { try skipValue(depth: depth + 1, maxDepth: maxDepth) } while take(UInt8(ascii: ","))
                 try expect(UInt8(ascii: "]"))
             }
-        case UInt8(ascii: "\""): try readString(&scratch) { _ in () }
+        case UInt8(ascii: "\""): try skipString()
         case UInt8(ascii: "t"): try readLiteral("true")
         case UInt8(ascii: "f"): try readLiteral("false")
         case UInt8(ascii: "n"): try readLiteral("null")
         default: _ = try readNumberToken()
         }
         return start..<index
+    }
+
+    /// Moves past an object (the cursor at its `{`) like `skipValue`, counting its fields.
+    mutating func skipObject(maxDepth: Int) throws(FunctionError) -> (range: Range<Int>, fields: Int) {
+        skipWhitespace()
+        let start = index
+        try expect(UInt8(ascii: "{"))
+        var fields = 0
+        if !take(UInt8(ascii: "}")) {
+            repeat {
+                try skipString()
+                try expect(UInt8(ascii: ":"))
+                try skipValue(depth: 1, maxDepth: maxDepth)
+                fields += 1
+            } while take(UInt8(ascii: ","))
+            try expect(UInt8(ascii: "}"))
+        }
+        return (start..<index, fields)
+    }
+
+    /// Moves past a string, with the checks (and errors, at the same bytes) of `readString`.
+    mutating func skipString() throws(FunctionError) {
+        skipWhitespace()
+        guard peek == UInt8(ascii: "\"") else { throw unexpected("a string") }
+        let base = bytes.baseAddress!
+        let end = bytes.count
+        var at = Self.plainRun(base, from: index + 1, to: end)
+        while at < end {
+            let byte = base[at]
+            at += 1
+            if byte == UInt8(ascii: "\"") {
+                index = at
+                return
+            }
+            if byte != UInt8(ascii: "\\") { continue }
+            index = at
+            guard at < end else { throw unexpected("an escape") }
+            let escape = base[at]
+            index += 1
+            switch escape {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "n"), UInt8(ascii: "r"),
+                 UInt8(ascii: "t"), UInt8(ascii: "b"), UInt8(ascii: "f"):
+                break
+            case UInt8(ascii: "u"):
+                _ = try readHex4()
+            default: throw unexpected("a valid escape")
+            }
+            at = index
+        }
+        index = at
+        throw unexpected("the end of a string")
     }
 }
 

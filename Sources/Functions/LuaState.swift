@@ -14,7 +14,8 @@ final class LuaState {
 
     init(maxInstructions: Int, memoryLimitBytes: Int) throws(FunctionError) {
         budget = .allocate(capacity: 1)
-        budget.initialize(to: sluice_lua_budget(used: 0, limit: memoryLimitBytes, enforce: 0, instructions: 0, exhausted: 0))
+        budget.initialize(to: sluice_lua_budget(used: 0, limit: memoryLimitBytes, enforce: 0, instructions: 0, exhausted: 0,
+                                                  materialize: nil, materialize_context: nil))
         guard let state = sluice_lua_newstate(budget) else {
             budget.deallocate()
             throw FunctionError("could not create a Lua state")
@@ -40,8 +41,19 @@ final class LuaState {
         """
 
     deinit {
+        budget.pointee.materialize = nil
+        budget.pointee.materialize_context = nil
         lua_close(L)
         budget.deallocate()
+    }
+
+    /// What fills the lazy message tables of this state (kept alive by the state).
+    private(set) var arguments: MessageArguments?
+
+    func install(_ arguments: MessageArguments) {
+        self.arguments = arguments
+        budget.pointee.materialize = MessageArguments.materializer
+        budget.pointee.materialize_context = Unmanaged.passUnretained(arguments).toOpaque()
     }
 
     /// Compiles and runs a chunk (which defines the functions), under the budgets.

@@ -17,7 +17,11 @@ struct LuaValueReader {
     private var scratch: [UInt8] = []
     /// Float bit pattern → the number's original text, where printing the float would differ.
     private(set) var numberTexts: [UInt64: [UInt8]] = [:]
-    private var shapesIndex: Int32 = 0
+    /// The stack index of the registry's shapes table while `recordsShape` pushes run.
+    var shapesIndex: Int32 = 0
+
+    /// How deep a message may nest.
+    static let maxDepth = 200
 
     init(_ L: OpaquePointer, recordsShape: Bool) {
         self.L = L
@@ -25,55 +29,9 @@ struct LuaValueReader {
         scratch.reserveCapacity(256)
     }
 
-    /// Pushes `action, record, changes, metadata` of a Sequin-shaped message: four values.
-    mutating func pushMessageArguments(_ value: [UInt8]) throws(FunctionError) {
-        guard lua_checkstack(L, 40) != 0 else { throw FunctionError("Lua stack exhausted") }
-        let base = lua_gettop(L)
-        if recordsShape {
-            lua_getfield(L, sluice_lua_registryindex(), "sluice.shapes")
-            shapesIndex = lua_gettop(L)
-        }
-        let first = lua_gettop(L) + 1
-        for _ in 0..<4 { lua_pushnil(L) }
-        do {
-            try value.withUnsafeBufferPointer { (buffer) throws(FunctionError) in
-                var cursor = JSONCursor(buffer)
-                try cursor.expect(UInt8(ascii: "{"))
-                var sawRecord = false
-                if !cursor.take(UInt8(ascii: "}")) {
-                    repeat {
-                        let slot: Int32? = try cursor.readString(&scratch) { key in
-                            switch key.count {
-                            case 6 where key.elementsEqual("action".utf8): 0
-                            case 6 where key.elementsEqual("record".utf8): 1
-                            case 7 where key.elementsEqual("changes".utf8): 2
-                            case 8 where key.elementsEqual("metadata".utf8): 3
-                            default: nil
-                            }
-                        }
-                        try cursor.expect(UInt8(ascii: ":"))
-                        guard let slot else {
-                            try cursor.skipValue()
-                            continue
-                        }
-                        if slot == 1 { sawRecord = true }
-                        try push(&cursor, depth: 0, inArray: false)
-                        lua_copy(L, -1, first + slot)
-                        sluice_lua_pop(L, 1)
-                    } while cursor.take(UInt8(ascii: ","))
-                    try cursor.expect(UInt8(ascii: "}"))
-                }
-                guard sawRecord else { throw FunctionError("the message has no \"record\": give a Sequin-shaped message") }
-            }
-        } catch {
-            lua_settop(L, base)
-            throw error
-        }
-        if recordsShape {
-            // Move the four arguments down over the shapes table.
-            lua_rotate(L, shapesIndex, -1)
-            sluice_lua_pop(L, 1)
-        }
+    /// Forgets the number texts of the previous message.
+    mutating func startMessage() {
+        if !numberTexts.isEmpty { numberTexts.removeAll(keepingCapacity: true) }
     }
 
     /// Pushes any JSON value (for `sluice fn test` and tests).
@@ -102,8 +60,8 @@ struct LuaValueReader {
     // MARK: - Values
 
     /// Pushes one value; a JSON null pushes nil (objects) or sluice.null (arrays, top level).
-    private mutating func push(_ cursor: inout JSONCursor, depth: Int, inArray: Bool) throws(FunctionError) {
-        guard depth < 200 else { throw FunctionError("the message nests deeper than 200 levels") }
+    mutating func push(_ cursor: inout JSONCursor, depth: Int, inArray: Bool) throws(FunctionError) {
+        guard depth < Self.maxDepth else { throw FunctionError("the message nests deeper than \(Self.maxDepth) levels") }
         cursor.skipWhitespace()
         switch cursor.peek {
         case UInt8(ascii: "{"):
@@ -134,7 +92,13 @@ struct LuaValueReader {
     private mutating func pushObject(_ cursor: inout JSONCursor, depth: Int) throws(FunctionError) {
         guard lua_checkstack(L, 8) != 0 else { throw FunctionError("Lua stack exhausted") }
         lua_createtable(L, 0, 8)
-        let table = lua_gettop(L)
+        try fillObject(lua_gettop(L), &cursor, depth: depth, keepExisting: false)
+    }
+
+    /// Sets the fields of the object after the cursor (past its `{`) in the table at `table`; with
+    /// `keepExisting`, a key the table holds already keeps its value (it was written first).
+    mutating func fillObject(_ table: Int32, _ cursor: inout JSONCursor, depth: Int, keepExisting: Bool) throws(FunctionError) {
+        guard lua_checkstack(L, 8) != 0 else { throw FunctionError("Lua stack exhausted") }
         var keys: Int32 = 0
         if recordsShape {
             lua_createtable(L, 8, 8)
@@ -157,7 +121,13 @@ struct LuaValueReader {
                     lua_pushboolean(L, isNull ? 1 : 0)
                     lua_rawset(L, keys)                      // keys[key] = was null
                 }
-                if isNull {
+                var skip = isNull
+                if !skip, keepExisting {
+                    lua_pushvalue(L, -2)
+                    skip = lua_rawget(L, table) != LUA_TNIL
+                    sluice_lua_pop(L, 1)
+                }
+                if skip {
                     sluice_lua_pop(L, 2)
                 } else {
                     lua_rawset(L, table)
@@ -203,15 +173,16 @@ struct LuaValueReader {
             lua_pushinteger(L, value)
             return
         }
-        var text = Array(token)
-        text.append(0)
-        let value = text.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { strtod($0.baseAddress!, nil) }
+        // strtod wants a terminated string: copy the token (at most a few dozen bytes) to the stack.
+        let value = withUnsafeTemporaryAllocation(of: CChar.self, capacity: token.count + 1) { text in
+            for (offset, byte) in token.enumerated() { text[offset] = CChar(bitPattern: byte) }
+            text[token.count] = 0
+            return strtod(text.baseAddress!, nil)
         }
         lua_pushnumber(L, value)
-        if recordsShape {
-            text.removeLast()
-            if LuaValueWriter.floatText(value) != text, numberTexts[value.bitPattern] == nil {
+        if recordsShape, numberTexts[value.bitPattern] == nil {
+            let text = Array(token)
+            if LuaValueWriter.floatText(value) != text {
                 numberTexts[value.bitPattern] = text
             }
         }

@@ -9,29 +9,61 @@ import SluiceCore
 /// makes an empty array). `sluice.null` is JSON null.
 struct LuaValueWriter {
     let L: OpaquePointer
-    let numberTexts: [UInt64: [UInt8]]
+    /// Where the number texts of the message's values are (they grow while the writer fills lazy tables).
+    let arguments: MessageArguments?
     var json = JSONWriter(capacity: 512)
     private var shapes: Int32 = 0
 
-    init(_ L: OpaquePointer, numberTexts: [UInt64: [UInt8]]) {
+    init(_ L: OpaquePointer, arguments: MessageArguments?) {
         self.L = L
-        self.numberTexts = numberTexts
+        self.arguments = arguments
     }
 
     /// The JSON text of the value at `index`.
-    static func json(_ L: OpaquePointer, at index: Int32, numberTexts: [UInt64: [UInt8]]) throws(FunctionError) -> [UInt8] {
-        var writer = LuaValueWriter(L, numberTexts: numberTexts)
+    static func json(_ L: OpaquePointer, at index: Int32, arguments: MessageArguments?) throws(FunctionError) -> [UInt8] {
+        var writer = LuaValueWriter(L, arguments: arguments)
         let absolute = lua_absindex(L, index)
         let top = lua_gettop(L)
         defer { lua_settop(L, top) }
         guard lua_checkstack(L, 20) != 0 else { throw FunctionError("Lua stack exhausted") }
         lua_getfield(L, sluice_lua_registryindex(), "sluice.shapes")
         writer.shapes = lua_gettop(L)
-        try writer.write(absolute, path: "", depth: 0)
+        do throws(Failure) {
+            try writer.write(absolute, depth: 0)
+        } catch {
+            throw FunctionError(error.text)
+        }
         return writer.json.bytes
     }
 
-    private mutating func write(_ index: Int32, path: String, depth: Int) throws(FunctionError) {
+    /// A value that cannot be written, and where it is: the path is collected only on the way out
+    /// of a failure, so writing builds no path texts.
+    struct Failure: Error {
+        var before: String
+        var after: String
+        /// Innermost first: `[2]`, `.name`.
+        var path: [String] = []
+        /// No path in the message (`Lua stack exhausted`).
+        var located = true
+
+        init(_ before: String, _ after: String) {
+            self.before = before
+            self.after = after
+        }
+
+        static func unlocated(_ text: String) -> Failure {
+            var failure = Failure(text, "")
+            failure.located = false
+            return failure
+        }
+
+        var text: String {
+            guard located else { return before }
+            return before + (path.isEmpty ? "the top level" : path.reversed().joined()) + after
+        }
+    }
+
+    private mutating func write(_ index: Int32, depth: Int) throws(Failure) {
         switch lua_type(L, index) {
         case LUA_TNIL:
             json.null()
@@ -42,11 +74,11 @@ struct LuaValueWriter {
                 json.number(lua_tointegerx(L, index, nil))
             } else {
                 let value = lua_tonumberx(L, index, nil)
-                if let text = numberTexts[value.bitPattern] {
+                if let arguments, let text = arguments.numberTexts[value.bitPattern] {
                     json.raw(text)
                 } else {
                     guard value.isFinite else {
-                        throw FunctionError("returned \(value) at \(Self.shown(path)) — JSON has no NaN or infinity; return a string")
+                        throw Failure("returned \(value) at ", " — JSON has no NaN or infinity; return a string")
                     }
                     json.raw(Self.floatText(value))
                 }
@@ -56,54 +88,87 @@ struct LuaValueWriter {
             let pointer = lua_tolstring(L, index, &length)!
             let bytes = UnsafeRawBufferPointer(start: pointer, count: length).bindMemory(to: UInt8.self)
             guard Self.isValidUTF8(bytes) else {
-                throw FunctionError("returned a string that is not valid UTF-8 at \(Self.shown(path)) — JSON text must be UTF-8")
+                throw Failure("returned a string that is not valid UTF-8 at ", " — JSON text must be UTF-8")
             }
             json.string(utf8: bytes)
         case LUA_TTABLE:
             // Deeper than a message may nest (200), so that passed-through values fit even when wrapped.
             guard depth < 256 else {
-                throw FunctionError("returned tables nested deeper than 256 levels at \(Self.shown(path)) (a table that contains itself?)")
+                throw Failure("returned tables nested deeper than 256 levels at ", " (a table that contains itself?)")
             }
-            guard lua_checkstack(L, 8) != 0 else { throw FunctionError("Lua stack exhausted") }
-            try writeTable(index, path: path, depth: depth)
+            guard lua_checkstack(L, 8) != 0 else { throw Failure.unlocated("Lua stack exhausted") }
+            try writeTable(index, depth: depth)
         case LUA_TLIGHTUSERDATA where sluice_lua_isnull(L, index) != 0:
             json.null()
         default:
             let typeName = String(cString: lua_typename(L, lua_type(L, index)))
-            throw FunctionError("returned a \(typeName) at \(Self.shown(path)) — only nil, booleans, numbers, strings, tables and sluice.null become JSON")
+            throw Failure("returned a \(typeName) at ", " — only nil, booleans, numbers, strings, tables and sluice.null become JSON")
         }
     }
 
-    private mutating func writeTable(_ table: Int32, path: String, depth: Int) throws(FunctionError) {
+    /// Where a value is in its table, for failures.
+    private enum Step {
+        case position(Int64)
+        /// The key is the string at this stack index.
+        case key(Int32)
+        case name(String)
+    }
+
+    /// Writes the value at `index`, the element or field that `step` names.
+    private mutating func write(_ index: Int32, depth: Int, step: Step) throws(Failure) {
+        do throws(Failure) {
+            try write(index, depth: depth)
+        } catch {
+            var failure = error
+            if failure.located {
+                switch step {
+                case .position(let position): failure.path.append("[\(position)]")
+                case .key(let key): failure.path.append("." + string(at: key))
+                case .name(let name): failure.path.append("." + name)
+                }
+            }
+            throw failure
+        }
+    }
+
+    private mutating func writeTable(_ table: Int32, depth: Int) throws(Failure) {
         lua_pushvalue(L, table)
-        lua_rawget(L, shapes)
+        var shapeType = lua_rawget(L, shapes)
         let shape = lua_gettop(L)
         defer { lua_settop(L, shape - 1) }
-        switch lua_type(L, shape) {
+        if shapeType == LUA_TNIL, lua_getmetatable(L, table) != 0 {
+            // A lazy table of the message not read yet: fill it now (a no-op for other metatables).
+            sluice_lua_pop(L, 1)
+            sluice_lua_materialize(L, table)
+            sluice_lua_pop(L, 1)
+            lua_pushvalue(L, table)
+            shapeType = lua_rawget(L, shapes)
+        }
+        switch shapeType {
         case LUA_TBOOLEAN:
-            try writeArray(table, count: Int64(lua_rawlen(L, table)), path: path, depth: depth)
+            try writeArray(table, count: Int64(lua_rawlen(L, table)), depth: depth)
         case LUA_TTABLE:
-            try writeShapedObject(table, keys: shape, path: path, depth: depth)
+            try writeShapedObject(table, keys: shape, depth: depth)
         default:
             // Built by the function: 1…n keys make an array, anything else an object.
             if let count = sequenceLength(table), count > 0 {
-                try writeArray(table, count: count, path: path, depth: depth)
+                try writeArray(table, count: count, depth: depth)
             } else {
                 json.raw(UInt8(ascii: "{"))
                 var first = true
-                try writeOtherKeys(table, except: nil, first: &first, path: path, depth: depth)
+                try writeOtherKeys(table, except: nil, first: &first, depth: depth)
                 json.raw(UInt8(ascii: "}"))
             }
         }
     }
 
-    private mutating func writeArray(_ table: Int32, count: Int64, path: String, depth: Int) throws(FunctionError) {
+    private mutating func writeArray(_ table: Int32, count: Int64, depth: Int) throws(Failure) {
         json.raw(UInt8(ascii: "["))
         if count > 0 {
             for position in 1...count {
                 if position > 1 { json.raw(UInt8(ascii: ",")) }
                 lua_rawgeti(L, table, position)
-                try write(lua_gettop(L), path: path + "[\(position)]", depth: depth + 1)
+                try write(lua_gettop(L), depth: depth + 1, step: .position(position))
                 sluice_lua_pop(L, 1)
             }
         }
@@ -112,7 +177,7 @@ struct LuaValueWriter {
 
     /// An object that came from the message: its keys in their order (null keys still null unless
     /// given a value; keys set to nil left out), then keys the function added.
-    private mutating func writeShapedObject(_ table: Int32, keys: Int32, path: String, depth: Int) throws(FunctionError) {
+    private mutating func writeShapedObject(_ table: Int32, keys: Int32, depth: Int) throws(Failure) {
         json.raw(UInt8(ascii: "{"))
         var first = true
         let count = Int64(lua_rawlen(L, keys))
@@ -132,19 +197,19 @@ struct LuaValueWriter {
                         json.null()
                     }
                 } else {
-                    let name = writeKey(key, first: &first)
-                    try write(lua_gettop(L), path: path + "." + name, depth: depth + 1)
+                    writeKey(key, first: &first)
+                    try write(lua_gettop(L), depth: depth + 1, step: .key(key))
                 }
                 sluice_lua_pop(L, 2)
             }
         }
-        try writeOtherKeys(table, except: keys, first: &first, path: path, depth: depth)
+        try writeOtherKeys(table, except: keys, first: &first, depth: depth)
         json.raw(UInt8(ascii: "}"))
     }
 
     /// Keys of `table` not listed in `except`, in sorted order (so output does not depend on hashing).
-    private mutating func writeOtherKeys(_ table: Int32, except keys: Int32?, first: inout Bool, path: String,
-                                         depth: Int) throws(FunctionError) {
+    private mutating func writeOtherKeys(_ table: Int32, except keys: Int32?, first: inout Bool,
+                                         depth: Int) throws(Failure) {
         var names: [(String, Int64?)] = []
         lua_pushnil(L)
         while lua_next(L, table) != 0 {
@@ -169,7 +234,7 @@ struct LuaValueWriter {
                 default:
                     let typeName = String(cString: lua_typename(L, lua_type(L, key)))
                     sluice_lua_pop(L, 2)
-                    throw FunctionError("returned a table with a \(typeName) key at \(Self.shown(path)) — JSON object keys are strings")
+                    throw Failure("returned a table with a \(typeName) key at ", " — JSON object keys are strings")
                 }
             }
             sluice_lua_pop(L, 1)
@@ -179,21 +244,24 @@ struct LuaValueWriter {
             first = false
             json.key(name)
             if let number { lua_rawgeti(L, table, number) } else { lua_pushstring(L, name); lua_rawget(L, table) }
-            try write(lua_gettop(L), path: path + "." + name, depth: depth + 1)
+            try write(lua_gettop(L), depth: depth + 1, step: .name(name))
             sluice_lua_pop(L, 1)
         }
     }
 
-    @discardableResult
-    private mutating func writeKey(_ key: Int32, first: inout Bool) -> String {
+    private mutating func writeKey(_ key: Int32, first: inout Bool) {
         if !first { json.raw(UInt8(ascii: ",")) }
         first = false
         var length = 0
         let pointer = lua_tolstring(L, key, &length)!
-        let bytes = UnsafeRawBufferPointer(start: pointer, count: length).bindMemory(to: UInt8.self)
-        json.string(utf8: bytes)
+        json.string(utf8: UnsafeRawBufferPointer(start: pointer, count: length).bindMemory(to: UInt8.self))
         json.raw(UInt8(ascii: ":"))
-        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private func string(at index: Int32) -> String {
+        var length = 0
+        guard let pointer = lua_tolstring(L, index, &length) else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
     }
 
     /// n if the table's keys are exactly the integers 1…n (0 when it is empty), else nil.
@@ -214,8 +282,6 @@ struct LuaValueWriter {
         }
         return maxKey == count ? count : nil
     }
-
-    static func shown(_ path: String) -> String { path.isEmpty ? "the top level" : path }
 
     /// A float as JSON: shortest text that reads back as the same value.
     static func floatText(_ value: Double) -> [UInt8] {

@@ -39,6 +39,7 @@ public final class UserFunction {
         guard state.hasGlobalFunction(entry) else {
             throw FunctionError("\(config.origin): defines no global function \(entry) — write function \(entry)(action, record, changes, metadata) … end")
         }
+        state.install(MessageArguments(state.L, recordsShape: config.kind == .transform))
         self.state = state
     }
 
@@ -47,26 +48,35 @@ public final class UserFunction {
     /// A filter's verdict: true keeps the message.
     public func filter(_ value: [UInt8]) throws(FunctionError) -> Bool {
         let state = try requireState(.filter)
-        let top = state.top
-        defer { state.setTop(top) }
-        try callEntry(state, value, recordShapes: false)
-        switch lua_type(state.L, -1) {
-        case LUA_TBOOLEAN: return lua_toboolean(state.L, -1) != 0
-        default: throw FunctionError("\(config.name): filter must return true or false, it returned \(describe(state, -1))")
+        return try value.withUnsafeBufferPointer { (buffer) throws(FunctionError) -> Bool in
+            let top = state.top
+            defer { finishCall(state, top) }
+            try callEntry(state, buffer)
+            switch lua_type(state.L, -1) {
+            case LUA_TBOOLEAN: return lua_toboolean(state.L, -1) != 0
+            default: throw FunctionError("\(config.name): filter must return true or false, it returned \(describe(state, -1))")
+            }
         }
     }
 
     /// A routing function's topic and key, checked against Kafka's rules.
     public func route(_ value: [UInt8]) throws(FunctionError) -> Route {
         let state = try requireState(.routing)
+        return try value.withUnsafeBufferPointer { (buffer) throws(FunctionError) -> Route in
+            let top = state.top
+            defer { finishCall(state, top) }
+            try callEntry(state, buffer)
+            return try routeResult(state)
+        }
+    }
+
+    private func routeResult(_ state: LuaState) throws(FunctionError) -> Route {
         let L = state.L
-        let top = state.top
-        defer { state.setTop(top) }
-        try callEntry(state, value, recordShapes: false)
         guard lua_type(L, -1) == LUA_TTABLE else {
             throw FunctionError("\(config.name): route must return a table with topic and/or message_key, it returned \(describe(state, -1))")
         }
         let result = lua_gettop(L)
+        sluice_lua_materialize(L, result)                   // `return record` reads the record's columns
         var route = Route()
         lua_pushstring(L, "topic")
         lua_rawget(L, result)
@@ -115,16 +125,19 @@ public final class UserFunction {
             return try path.apply(to: value)
         }
         let state = try requireState(.transform)
-        let top = state.top
-        defer { state.setTop(top) }
-        let numberTexts = try callEntry(state, value, recordShapes: true)
-        if lua_type(state.L, -1) == LUA_TNIL {
-            throw FunctionError("\(config.name): transform returned nil — return the new message, or sluice.null for JSON null")
-        }
-        do {
-            return try LuaValueWriter.json(state.L, at: -1, numberTexts: numberTexts)
-        } catch {
-            throw FunctionError("\(config.name): transform \(error.message)")
+        return try value.withUnsafeBufferPointer { (buffer) throws(FunctionError) -> [UInt8] in
+            let top = state.top
+            // After the writer: it may still fill this call's tables from `buffer`.
+            defer { finishCall(state, top) }
+            try callEntry(state, buffer)
+            if lua_type(state.L, -1) == LUA_TNIL {
+                throw FunctionError("\(config.name): transform returned nil — return the new message, or sluice.null for JSON null")
+            }
+            do throws(FunctionError) {
+                return try LuaValueWriter.json(state.L, at: -1, arguments: state.arguments)
+            } catch {
+                throw FunctionError("\(config.name): transform \(error.message)")
+            }
         }
     }
 
@@ -137,19 +150,21 @@ public final class UserFunction {
         return state
     }
 
-    /// Pushes the entry point and the message's four parts, calls it; leaves one result.
-    @discardableResult
-    private func callEntry(_ state: LuaState, _ value: [UInt8], recordShapes: Bool) throws(FunctionError) -> [UInt64: [UInt8]] {
+    /// Pushes the message's four parts (kept at `top + 1…4` until `finishCall`), then the entry point
+    /// and a copy of the four, and calls it; leaves one result on top.
+    private func callEntry(_ state: LuaState, _ value: UnsafeBufferPointer<UInt8>) throws(FunctionError) {
+        let arguments = state.arguments!
+        let top = state.top
+        try arguments.push(value)
         state.pushGlobal(config.kind.entryPoint!)
-        var reader = LuaValueReader(state.L, recordsShape: recordShapes)
-        do {
-            try reader.pushMessageArguments(value)
-        } catch {
-            sluice_lua_pop(state.L, 1)
-            throw error
-        }
+        for index in top + 1...top + 4 { lua_pushvalue(state.L, index) }
         try state.call(arguments: 4, results: 1)
-        return reader.numberTexts
+    }
+
+    /// After a call (or a failed one): the message's tables stop reading its bytes; the stack is reset.
+    private func finishCall(_ state: LuaState, _ top: Int32) {
+        state.arguments?.finish(arguments: top + 1)
+        state.setTop(top)
     }
 
     private func describe(_ state: LuaState, _ index: Int32) -> String {

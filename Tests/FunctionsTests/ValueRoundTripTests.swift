@@ -133,6 +133,18 @@ import Testing
         #expect(thrown?.message == error)
     }
 
+    @Test func failuresNameTheirPath() throws {
+        let built = try function(.transform, "function transform() return {a = {b = {1, 2, math.huge}}} end")
+        #expect(#expect(throws: FunctionError.self) { try built.transform(message(record: "{}")) }?.message
+            == "fn: transform returned inf at .a.b[3] — JSON has no NaN or infinity; return a string")
+        let shaped = try function(.transform, "function transform(action, record) record.meta.z[2] = print return record end")
+        #expect(#expect(throws: FunctionError.self) { try shaped.transform(message(record: Self.exactRecord)) }?.message
+            == "fn: transform returned a function at .meta.z[2] — only nil, booleans, numbers, strings, tables and sluice.null become JSON")
+        let added = try function(.transform, #"function transform(action, record) record.extra = {list = {"\xff"}} return {r = record} end"#)
+        #expect(#expect(throws: FunctionError.self) { try added.transform(message(record: #"{"id":1}"#)) }?.message
+            == "fn: transform returned a string that is not valid UTF-8 at .r.extra.list[1] — JSON text must be UTF-8")
+    }
+
     @Test func tableThatContainsItselfIsAnError() throws {
         let f = try function(.transform, "function transform(action, record) record.self = record return record end")
         let thrown = #expect(throws: FunctionError.self) { try f.transform(message(record: #"{"id":1}"#)) }

@@ -1,0 +1,201 @@
+import CLua
+import Foundation
+import SluiceCore
+
+/// Gives a message to a function lazily. `action` is pushed as a string (`changes` as nil when the
+/// JSON has null), but `record`, `changes` (an object) and `metadata` are pushed as empty tables with
+/// the proxy metatable (`sluice.proxy`, see shim.h). At push time the message is only scanned — which
+/// checks all of it, so a broken message still fails before the function runs — and the byte range
+/// of each part remembered. The first time user code touches one of those tables (or the transform
+/// writer meets it), `materialize` converts its JSON into the table itself, exactly as an eager push
+/// would (shapes and number texts for transforms), and from then on it is a plain table. A filter
+/// that looks at nothing converts nothing.
+///
+/// Lifetime: the message's bytes are valid only during the call. A table still untouched when the
+/// call ends — user code may have kept it in a global, to read in a later call — gets a copy of its
+/// part's JSON (a Lua string, under a key no Lua code can make: `sluice_lua_keep_text`) and is filled
+/// from that copy whenever it is touched; the copy goes with the table, or when it is filled. So a kept
+/// table reads the same in any later call, and nothing ever reads the freed message.
+///
+/// One per Lua state; not thread-safe (as the state is not).
+final class MessageArguments {
+    private let L: OpaquePointer
+    private var reader: LuaValueReader
+    /// Registry references: the proxy metatable and the shapes table.
+    private let proxyRef: Int32
+    private let shapesRef: Int32
+    /// The message of the call in progress; nil between calls.
+    private var bytes: UnsafeBufferPointer<UInt8>?
+    /// This call's lazy tables still empty: record, changes, metadata.
+    private var pending: (Pending, Pending, Pending) = (.none, .none, .none)
+
+    struct Pending {
+        /// The table (`lua_topointer`); nil when there is none or it has been filled.
+        var table: UnsafeRawPointer?
+        var range: Range<Int>
+        static var none: Pending { Pending(table: nil, range: 0..<0) }
+    }
+
+    init(_ L: OpaquePointer, recordsShape: Bool) {
+        self.L = L
+        reader = LuaValueReader(L, recordsShape: recordsShape)
+        lua_getfield(L, sluice_lua_registryindex(), "sluice.proxy")
+        proxyRef = luaL_ref(L, sluice_lua_registryindex())
+        lua_getfield(L, sluice_lua_registryindex(), "sluice.shapes")
+        shapesRef = luaL_ref(L, sluice_lua_registryindex())
+    }
+
+    /// Number texts of the values converted during this call (for the transform writer).
+    var numberTexts: [UInt64: [UInt8]] { reader.numberTexts }
+
+    /// The C callback of the proxy metamethods; `context` is an unretained `MessageArguments`.
+    static let materializer: sluice_lua_materializer = { L, table, context in
+        guard let L, let context else { return }
+        Unmanaged<MessageArguments>.fromOpaque(context).takeUnretainedValue().materialize(L, table)
+    }
+
+    // MARK: - Calls
+
+    /// Pushes `action, record, changes, metadata` of a Sequin-shaped message: four values. `buffer`
+    /// must stay valid until `finish`.
+    func push(_ buffer: UnsafeBufferPointer<UInt8>) throws(FunctionError) {
+        guard lua_checkstack(L, 16) != 0 else { throw FunctionError("Lua stack exhausted") }
+        reader.startMessage()
+        let base = lua_gettop(L)
+        let first = base + 1
+        for _ in 0..<4 { lua_pushnil(L) }
+        if reader.recordsShape {
+            lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(shapesRef))
+            reader.shapesIndex = lua_gettop(L)
+        }
+        var found: (Pending, Pending, Pending) = (.none, .none, .none)
+        do throws(FunctionError) {
+            var cursor = JSONCursor(buffer)
+            try cursor.expect(UInt8(ascii: "{"))
+            var sawRecord = false
+            if !cursor.take(UInt8(ascii: "}")) {
+                repeat {
+                    let slot = try Self.slot(&cursor)
+                    try cursor.expect(UInt8(ascii: ":"))
+                    guard let slot else {
+                        try cursor.skipValue()
+                        continue
+                    }
+                    if slot == 1 { sawRecord = true }
+                    cursor.skipWhitespace()
+                    var pending = Pending.none
+                    if slot != 0, cursor.peek == UInt8(ascii: "{") {
+                        let (range, fields) = try cursor.skipObject(maxDepth: LuaValueReader.maxDepth)
+                        // Room for every field (so that filling it never grows it) and the kept text.
+                        lua_createtable(L, 0, Int32(clamping: fields + 1))
+                        lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
+                        lua_setmetatable(L, -2)
+                        pending = Pending(table: lua_topointer(L, -1), range: range)
+                    } else {
+                        try reader.push(&cursor, depth: 0, inArray: false)
+                    }
+                    switch slot {
+                    case 1: found.0 = pending
+                    case 2: found.1 = pending
+                    case 3: found.2 = pending
+                    default: break
+                    }
+                    lua_copy(L, -1, first + slot)
+                    sluice_lua_pop(L, 1)
+                } while cursor.take(UInt8(ascii: ","))
+                try cursor.expect(UInt8(ascii: "}"))
+            }
+            guard sawRecord else { throw FunctionError("the message has no \"record\": give a Sequin-shaped message") }
+        } catch {
+            lua_settop(L, base)
+            throw error
+        }
+        lua_settop(L, base + 4)
+        bytes = buffer
+        pending = found
+    }
+
+    /// 0 action, 1 record, 2 changes, 3 metadata, nil for other keys (the key read past).
+    private static func slot(_ cursor: inout JSONCursor) throws(FunctionError) -> Int32? {
+        var scratch: [UInt8] = []
+        return try cursor.readString(&scratch) { key in
+            guard let p = key.baseAddress else { return nil }
+            switch key.count {
+            case 6 where memcmp(p, "action", 6) == 0: return 0
+            case 6 where memcmp(p, "record", 6) == 0: return 1
+            case 7 where memcmp(p, "changes", 7) == 0: return 2
+            case 8 where memcmp(p, "metadata", 8) == 0: return 3
+            default: return nil
+            }
+        }
+    }
+
+    /// Ends the call (also one that failed): this call's tables still untouched keep a copy of their
+    /// JSON. `arguments` is where `push` put `action`; the four values must still be there, unless
+    /// the push failed.
+    func finish(arguments: Int32) {
+        defer {
+            bytes = nil
+            pending = (.none, .none, .none)
+        }
+        guard let bytes, lua_gettop(L) >= arguments + 3, lua_checkstack(L, 4) != 0 else { return }
+        keep(pending.0, at: arguments + 1, bytes)
+        keep(pending.1, at: arguments + 2, bytes)
+        keep(pending.2, at: arguments + 3, bytes)
+    }
+
+    private func keep(_ entry: Pending, at index: Int32, _ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let table = entry.table, lua_topointer(L, index) == table else { return }
+        bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+            sluice_lua_keep_text(L, index, $0 + entry.range.lowerBound, entry.range.count)
+        }
+    }
+
+    // MARK: - Filling a table
+
+    /// Fills the table at `table`, whose proxy metatable was just removed. Called from C (a
+    /// metamethod, a replaced base function, the writer): it calls only Lua functions that cannot
+    /// raise (the memory cap is lifted) and leaves the stack as it was.
+    private func materialize(_ L: OpaquePointer, _ table: Int32) {
+        let top = lua_gettop(L)
+        defer { lua_settop(L, top) }
+        guard lua_checkstack(L, 8) != 0 else { return }
+        if let bytes, let range = takePending(lua_topointer(L, table)) {
+            fill(table, bytes, range)
+        } else if sluice_lua_take_kept_text(L, table) == LUA_TSTRING {
+            // A table from an earlier call, filled from its copy (on the stack while it is read).
+            var length = 0
+            let text = lua_tolstring(L, -1, &length)!
+            let buffer = UnsafeBufferPointer(start: UnsafeRawPointer(text).assumingMemoryBound(to: UInt8.self), count: length)
+            fill(table, buffer, 0..<length)
+        }
+    }
+
+    private func takePending(_ pointer: UnsafeRawPointer?) -> Range<Int>? {
+        guard let pointer else { return nil }
+        if pending.0.table == pointer { pending.0.table = nil; return pending.0.range }
+        if pending.1.table == pointer { pending.1.table = nil; return pending.1.range }
+        if pending.2.table == pointer { pending.2.table = nil; return pending.2.range }
+        return nil
+    }
+
+    private func fill(_ table: Int32, _ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) {
+        if reader.recordsShape {
+            lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(shapesRef))
+            reader.shapesIndex = lua_gettop(L)
+        }
+        // Empty, unless something wrote to it first: then what was written wins.
+        lua_pushnil(L)
+        let keepExisting = lua_next(L, table) != 0
+        if keepExisting { sluice_lua_pop(L, 2) }
+        var cursor = JSONCursor(UnsafeBufferPointer(rebasing: buffer[..<range.upperBound]))
+        cursor.index = range.lowerBound
+        do throws(FunctionError) {
+            try cursor.expect(UInt8(ascii: "{"))
+            try reader.fillObject(table, &cursor, depth: 0, keepExisting: keepExisting)
+        } catch {
+            // The JSON was checked when it was pushed, so only a stack that cannot grow ends here:
+            // what was filled stays (the caller resets the stack).
+        }
+    }
+}
