@@ -87,7 +87,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     /// they are safe).
     public func logicalMessage(prefix: String, content: [UInt8], lsn: LSN) {
         guard prefix == BackfillReader.watermarkPrefix,
-              let (page, rows) = backfills.watermark(String(decoding: content, as: UTF8.self)) else { return }
+              let (page, found) = backfills.watermark(String(decoding: content, as: UTF8.self)) else { return }
+        guard let rows = found else { return page.reread() }
         guard let sink = sinks.first(where: { $0.config.name == page.sink }) else {
             page.finished(emitted: 0, at: lsn)
             return
@@ -105,6 +106,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     }
 
     public func transactionCommitted(_ transaction: TransactionInfo, endLSN: LSN) {
+        backfills.committed(xid: transaction.xid)
         tracker.withLock { $0.commit(endLSN: endLSN) }
     }
 

@@ -101,7 +101,23 @@ public final class BackfillReader {
     /// The next page: rows after `cursor` (the last row's order-column values, as text) in the order
     /// `(sortColumn, key…)`, or rows with `sortColumn >= start` when there is no cursor yet.
     public func page(_ table: BackfillTable, sortColumn: String?, start: String?, after cursor: [String]?,
-                     limit: Int) throws(PostgresError) -> [Tuple] {
+                     limit: Int) throws(PostgresError) -> (rows: [Tuple], snapshot: Snapshot) {
+        // One REPEATABLE READ transaction: the snapshot named is the one the rows were read with.
+        try connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        do throws(PostgresError) {
+            guard let text = try connection.query("SELECT pg_current_snapshot()::text").rows.first?[0],
+                  let snapshot = Snapshot(text) else { throw PostgresError(.query, "pg_current_snapshot() gave no snapshot") }
+            let rows = try pageRows(table, sortColumn: sortColumn, start: start, after: cursor, limit: limit)
+            try connection.query("COMMIT")
+            return (rows, snapshot)
+        } catch {
+            _ = try? connection.query("ROLLBACK")
+            throw error
+        }
+    }
+
+    private func pageRows(_ table: BackfillTable, sortColumn: String?, start: String?, after cursor: [String]?,
+                          limit: Int) throws(PostgresError) -> [Tuple] {
         let order = (sortColumn.map { [$0] } ?? []) + table.keyColumns
         let list = order.map(PostgresConnection.quoteIdentifier).joined(separator: ", ")
         let selected = table.relation.columns.map { PostgresConnection.quoteIdentifier($0.name) }.joined(separator: ", ")
@@ -121,6 +137,33 @@ public final class BackfillReader {
 
     static func quoted(_ table: TableName) -> String {
         PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.name)
+    }
+}
+
+/// Which transactions a read saw: `xmin:xmax:xip…` of `pg_current_snapshot()`.
+public struct Snapshot: Sendable, Equatable {
+    public var xmin: UInt64
+    public var xmax: UInt64
+    public var inProgress: Set<UInt64>
+
+    public init(xmin: UInt64, xmax: UInt64, inProgress: Set<UInt64>) {
+        self.xmin = xmin
+        self.xmax = xmax
+        self.inProgress = inProgress
+    }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 3, let xmin = UInt64(parts[0]), let xmax = UInt64(parts[1]) else { return nil }
+        self.init(xmin: xmin, xmax: xmax, inProgress: Set(parts[2].split(separator: ",").compactMap { UInt64($0) }))
+    }
+
+    /// Whether the 32-bit xid of a streamed transaction was invisible to this snapshot (still running
+    /// or not yet started when it was taken). Compared modulo 2^32, as PostgreSQL compares xids.
+    public func missed(xid: UInt32) -> Bool {
+        let xmax32 = UInt32(truncatingIfNeeded: xmax)
+        if Int32(bitPattern: xid &- xmax32) >= 0 { return true }
+        return inProgress.contains { UInt32(truncatingIfNeeded: $0) == xid }
     }
 }
 

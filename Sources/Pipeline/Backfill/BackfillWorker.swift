@@ -80,16 +80,21 @@ final class BackfillWorker: @unchecked Sendable {
                 coordinator.expect(backfillID: record.id, tag: tag, table: table.name)
                 _ = try reader.emitWatermark("\(record.id):\(tag):low")
                 let started = Date()
-                let rows = try reader.page(table, sortColumn: record.sortColumn, start: record.startPosition,
-                                           after: record.cursor, limit: pageSize)
+                let (rows, readSnapshot) = try reader.page(table, sortColumn: record.sortColumn, start: record.startPosition,
+                                                       after: record.cursor, limit: pageSize)
                 let queryMS = Date().timeIntervalSince(started) * 1000
                 if rows.isEmpty { return end(.completed) }
                 let readAt = Int64((Date().timeIntervalSince1970 - 946_684_800) * 1_000_000)
                 let page = BackfillPage(backfillID: record.id, tag: tag, sink: record.sink, table: table, rows: rows,
-                                        readAt: readAt)
+                                        snapshot: readSnapshot, readAt: readAt)
                 coordinator.register(page)
                 let high = try reader.emitWatermark("\(record.id):\(tag):high")
                 guard waitUntilSafe(page, high: high) else { return }  // stopping; resumes from the saved cursor
+                if page.mustReread {
+                    // A transaction the read missed had already streamed: read the page again (not yet counted).
+                    Thread.sleep(forTimeInterval: 0.05)
+                    continue
+                }
                 let cursor = orderValues(of: rows[rows.count - 1])
                 update { record in
                     record.cursor = cursor
@@ -118,7 +123,7 @@ final class BackfillWorker: @unchecked Sendable {
         while !page.wait(timeout: 0.5) {
             if stopRequested.load(ordering: .relaxed) { return false }
         }
-        while confirmed() < page.highLSN {
+        while !page.mustReread, confirmed() < page.highLSN {
             if stopRequested.load(ordering: .relaxed) { return false }
             Thread.sleep(forTimeInterval: 0.01)
         }
