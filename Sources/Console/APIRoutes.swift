@@ -83,12 +83,7 @@ struct APIRoutes: Sendable {
         do {
             return JSONResponse.ok(try body(inspector), status: status)
         } catch let error as InspectionError {
-            switch error.kind {
-            case .notFound: return JSONResponse.error(.notFound, error.message)
-            case .conflict: return JSONResponse.error(.conflict, error.message)
-            case .badRequest: return JSONResponse.error(.badRequest, error.message)
-            case .unavailable: return JSONResponse.error(.serviceUnavailable, error.message)
-            }
+            return JSONResponse.error(error)
         }
     }
 

@@ -45,7 +45,7 @@ struct BackfillRoutes: Sendable {
             case .success(let started):
                 return JSONResponse.ok(Self.encodeList(started), status: .created)
             case .failure(let error):
-                return Self.response(error)
+                return JSONResponse.error(error)
             }
         }
         router.get("backfills") { request, _ -> Response in
@@ -57,28 +57,19 @@ struct BackfillRoutes: Sendable {
             let id = try context.parameters.require("id")
             guard let manager = inspectors.inspector?.backfills else { return Self.starting }
             do { return JSONResponse.ok(Self.encode(try manager.backfill(id: id))) } catch let error as InspectionError {
-                return Self.response(error)
+                return JSONResponse.error(error)
             }
         }
         router.delete("backfills/:id") { _, context -> Response in
             let id = try context.parameters.require("id")
             guard let manager = inspectors.inspector?.backfills else { return Self.starting }
             do { return JSONResponse.ok(Self.encode(try manager.cancel(id: id)), status: .accepted) } catch let error as InspectionError {
-                return Self.response(error)
+                return JSONResponse.error(error)
             }
         }
     }
 
     static var starting: Response { JSONResponse.error(.serviceUnavailable, "sluice is starting: the pipeline is not running yet") }
-
-    static func response(_ error: InspectionError) -> Response {
-        switch error.kind {
-        case .notFound: JSONResponse.error(.notFound, error.message)
-        case .conflict: JSONResponse.error(.conflict, error.message)
-        case .badRequest: JSONResponse.error(.badRequest, error.message)
-        case .unavailable: JSONResponse.error(.serviceUnavailable, error.message)
-        }
-    }
 
     static func encodeList(_ records: [BackfillRecord]) -> [UInt8] {
         var json = JSONWriter(capacity: 64 + 400 * records.count)

@@ -1,4 +1,5 @@
 import Hummingbird
+import Pipeline
 import SluiceCore
 
 /// JSON answers of the API; every error is `{"error": "..."}`.
@@ -16,5 +17,15 @@ enum JSONResponse {
         json.string(message)
         json.raw(UInt8(ascii: "}"))
         return ok(json.bytes, status: status)
+    }
+
+    /// An inspector's or backfill manager's refusal: 404, 409, 400 or 503.
+    static func error(_ error: InspectionError) -> Response {
+        switch error.kind {
+        case .notFound: self.error(.notFound, error.message)
+        case .conflict: self.error(.conflict, error.message)
+        case .badRequest: self.error(.badRequest, error.message)
+        case .unavailable: self.error(.serviceUnavailable, error.message)
+        }
     }
 }

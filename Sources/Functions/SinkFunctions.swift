@@ -17,14 +17,14 @@ public final class SinkFunctions: @unchecked Sendable {
     private let filter: UserFunction?
     private let routing: UserFunction?
     private let transform: UserFunction?
-    private let defaultTopic: String
+    /// True when a transform (or path) makes a new message value.
+    public var transformsValue: Bool { transform != nil }
     private let lock = NSLock()
 
     public init(sink: SinkConfig) throws(FunctionError) {
         filter = try sink.filter.map { (config) throws(FunctionError) in try UserFunction(config) }
         routing = try sink.routing.map { (config) throws(FunctionError) in try UserFunction(config) }
         transform = try sink.transform.map { (config) throws(FunctionError) in try UserFunction(config) }
-        defaultTopic = sink.destination.topic
     }
 
     /// Runs the functions on a message as Sluice encoded it (default topic and key).

@@ -31,12 +31,9 @@ struct OutgoingMessage: Sendable {
     /// What the ledger keeps of it.
     var beforeFunctions: Message { original ?? message }
 
-    /// Bytes held in memory for it.
-    var memoryCost: Int {
-        guard let original, original.value.count != message.value.count || original.value != message.value
-        else { return message.value.count }
-        return message.value.count + original.value.count
-    }
+    /// Bytes held in memory for it: also the copy before functions when a transform made a new value
+    /// (filters and routing share the encoded bytes). Set once, at submit.
+    var memoryCost = 0
 }
 
 /// Delivers one sink's messages: at most one message per group in flight, groups independent of
@@ -158,6 +155,7 @@ final class Dispatcher: @unchecked Sendable {
             case .send(let message):
                 outgoing.message = message
                 outgoing.original = encoded.message
+                if liveFunctions.transformsValue { outgoing.memoryCost = encoded.message.value.count }
             case .drop:
                 metrics.filtered()
                 settle([encoded.checkpointToken])
@@ -191,11 +189,13 @@ final class Dispatcher: @unchecked Sendable {
             logger.warning("a function failed; parking the message and its group, retrying", metadata: [
                 "sink": "\(sink.name)", "table": "\(encoded.table)", "key": "\(Self.text(encoded.message.key))", "error": "\(failure)"])
         } else if group.inFlight == nil {
+            outgoing.memoryCost += outgoing.message.value.count
             outgoing.sentAt = Date()
             group.inFlight = outgoing
             toProduce = outgoing
             memoryBytes += outgoing.memoryCost
         } else {
+            outgoing.memoryCost += outgoing.message.value.count
             group.waiting.append(outgoing)
             memoryBytes += outgoing.memoryCost
         }
