@@ -4,28 +4,12 @@ import Testing
 /// `sluice messages` against a running instance (through its API) and a stopped one (the state file).
 @Suite(.serialized)
 struct MessagesCommandTests {
-    /// A port nothing listens on right now.
-    static func freePort() throws -> Int {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
-        }
-        guard bound else { throw TestSetupError("no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     @Test func listsRetriesAndCancelsThroughTheRunningInstanceThenReadsTheStateFileWhenStopped() throws {
         let fixture = try Fixture()
         let db = fixture.database
         let topic = fixture.topic("cli")
         try db.execute("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL)")
-        let port = try Self.freePort()
+        let port = try freePort()
         let picky = FunctionDeclaration(name: "picky", type: "filter", code: """
             function filter(action, record, changes, metadata)
               if record.status == "broken" then error("cannot judge a broken order") end

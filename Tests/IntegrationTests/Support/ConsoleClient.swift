@@ -163,27 +163,11 @@ func consoleDate(_ text: String?) -> Date? {
     return formatter.date(from: text)
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it).
-func freeLocalPort() throws -> Int {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { throw TestSetupError("socket: \(String(cString: strerror(errno)))") }
-    defer { close(descriptor) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
-    }
-    guard bound else { throw TestSetupError("bind: \(String(cString: strerror(errno)))") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
 
 extension Fixture {
     /// A sluice with the console on a free port of 127.0.0.1 (`token` set), and a client for it.
     func startSluiceWithConsole(config: String, token: String) throws -> (SluiceProcess, ConsoleClient) {
-        let port = try freeLocalPort()
+        let port = try freePort()
         let sluice = try startSluice(config: config + "console: { listen: \"127.0.0.1:\(port)\", token: \"\(token)\" }\n")
         let console = ConsoleClient(port: port, token: token)
         guard console.waitUntilServing() else { throw TestSetupError("the console did not answer on port \(port):\n\(sluice.log)") }
