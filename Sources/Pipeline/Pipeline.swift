@@ -29,13 +29,21 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     /// Where backfill pages meet the stream.
     let backfills = BackfillCoordinator()
 
-    public init(config: SluiceConfig, databaseName: String, startLSN: LSN, ledger: DeliveryLedger, logger: Logger) throws {
+    public init(config: SluiceConfig, databaseName: String, hostname: String = "", startLSN: LSN, ledger: DeliveryLedger,
+                logger: Logger) throws {
         self.logger = logger
         self.ledger = ledger
         self.databaseName = databaseName
         tracker = Mutex(CheckpointTracker(confirmed: startLSN))
         let slots = DispatcherSlots()
+        let database = DatabaseIdentity(name: config.database.name, annotations: config.database.annotations,
+                                        database: databaseName, hostname: hostname)
         for (index, sink) in config.sinks.enumerated() {
+            guard sink.enabled else {
+                logger.notice("sink is disabled (status: disabled): it sends nothing and holds no slot position back",
+                              metadata: ["sink": "\(sink.name)"])
+                continue
+            }
             var properties = KafkaSettings.producerProperties(for: sink.destination, clientID: "sluice-\(sink.name)")
             // A message not acknowledged within park_after comes back as failed, and its group is parked.
             properties.removeAll { $0.0 == "message.timeout.ms" }
@@ -49,7 +57,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             let dispatcher = try Dispatcher(sink: sink, makeProducer: makeProducer, ledger: ledger, logger: logger,
                                             metrics: metrics) { [weak self] tokens in self?.settle(tokens) }
             slots.set(index, dispatcher)
-            let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name), databaseName: databaseName)
+            let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name, annotations: sink.annotations),
+                                         database: database, valueFormat: sink.valueFormat)
             sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics))
         }
     }

@@ -34,6 +34,9 @@ public struct QueryResult: Sendable {
 public final class PostgresConnection {
     let handle: OpaquePointer
 
+    /// The server's host as connected (the socket directory for a Unix socket).
+    public var host: String { PQhost(handle).map { String(cString: $0) } ?? "" }
+
     /// Settings every Sluice session uses so that values arrive in the text forms the converter reads.
     static let sessionOptions = "-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex"
 
