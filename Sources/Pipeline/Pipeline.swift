@@ -16,6 +16,12 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let encoder: MessageEncoder
         let dispatcher: Dispatcher
         let metrics: SinkMetrics
+        /// Runs the sink's enrichment query before the dispatcher, when it has one.
+        let enrichment: EnrichmentStage?
+
+        func hand(_ outgoing: OutgoingMessage) {
+            if let enrichment { enrichment.enqueue(outgoing) } else { dispatcher.submit(outgoing) }
+        }
     }
 
     let logger: Logger
@@ -55,11 +61,19 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             }
             let metrics = SinkMetrics(sink: sink.name)
             let dispatcher = try Dispatcher(sink: sink, makeProducer: makeProducer, ledger: ledger, logger: logger,
-                                            metrics: metrics) { [weak self] tokens in self?.settle(tokens) }
+                                            metrics: metrics, databaseParameters: config.database.connectionParameters) { [weak self] tokens in
+                self?.settle(tokens)
+            }
+            let enrichment = sink.enrichment.map { function in
+                EnrichmentStage(query: EnrichmentQuery(function: function, connectionParameters: config.database.connectionParameters,
+                                                       valueFormat: sink.valueFormat),
+                                dispatcher: dispatcher, batchSize: sink.destination.batchSize,
+                                maxAckPending: sink.destination.maxAckPending, logger: logger) { [weak self] in self?.settle([]) }
+            }
             slots.set(index, dispatcher)
             let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name, annotations: sink.annotations),
                                          database: database, valueFormat: sink.valueFormat)
-            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics))
+            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics, enrichment: enrichment))
         }
     }
 
@@ -86,9 +100,9 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let message = sink.encoder.encode(change, topic: sink.config.destination.topic)
         let token = tracker.withLock { $0.addMessage() }
         let group = sink.dispatcher.groupKey(for: change, message: message)
-        sink.dispatcher.submit(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
-                                               message: message, checkpointToken: token, action: change.action,
-                                               commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp))
+        sink.hand(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
+                                  message: message, checkpointToken: token, action: change.action,
+                                  commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp))
     }
 
     /// A backfill watermark: at a page's high watermark, its rows go out as `read` messages, here in
@@ -132,7 +146,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         capacity.lock()
         defer { capacity.unlock() }
         while true {
-            if sinks.allSatisfy({ $0.dispatcher.hasCapacity }) { return true }
+            if sinks.allSatisfy({ $0.dispatcher.hasCapacity && $0.enrichment?.hasCapacity != false }) { return true }
             if !capacity.wait(until: deadline) { return false }
         }
     }
@@ -140,6 +154,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     public func drain(timeout: Double) {
         let deadline = Date().addingTimeInterval(timeout)
         for sink in sinks {
+            sink.enrichment?.flush(timeout: max(0, deadline.timeIntervalSinceNow))
+            sink.enrichment?.stop()
             sink.dispatcher.flush(timeout: max(0, deadline.timeIntervalSinceNow))
         }
         while tracker.withLock({ $0.outstanding }) > 0, Date() < deadline {
