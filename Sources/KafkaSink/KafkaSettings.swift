@@ -10,6 +10,13 @@ public enum KafkaSettings {
             ("bootstrap.servers", destination.hosts.map(\.description).joined(separator: ",")),
             ("client.id", clientID),
             ("enable.idempotence", "true"),
+            // A failed batch that would leave a gap in a partition is a fatal error instead: the
+            // dispatcher replaces the producer and sends again in order (hot keys are pipelined).
+            ("enable.gapless.guarantee", "true"),
+            // One produce request per broker at a time: a request that fails and is retried is never
+            // overtaken by a later one, even on brokers that do not check idempotent sequence numbers
+            // (librdkafka's mock cluster among them). Batches stay large, so this costs little.
+            ("max.in.flight.requests.per.connection", "1"),
             ("acks", "all"),
             ("partitioner", "murmur2_random"),
             ("message.timeout.ms", "0"),

@@ -48,6 +48,8 @@ public final class MockKafkaCluster: @unchecked Sendable {
     }
 
     public func setBrokerDown(_ broker: Int32) { rd_kafka_mock_broker_set_down(cluster, broker) }
+    /// Delays every response of `broker` by `milliseconds` (a far-away broker).
+    public func setRoundTripTime(_ broker: Int32, milliseconds: Int32) { rd_kafka_mock_broker_set_rtt(cluster, broker, milliseconds) }
     public func setBrokerUp(_ broker: Int32) { rd_kafka_mock_broker_set_up(cluster, broker) }
 
     /// Error codes tests commonly inject.

@@ -28,6 +28,8 @@ struct OutgoingMessage: Sendable {
     var commitTime: Int64 = 0
     /// When it was last handed to Kafka.
     var sentAt: Date?
+    /// The token of its current attempt, matching the delivery report.
+    var deliveryID: UInt = 0
 
     /// What the ledger keeps of it.
     var beforeFunctions: Message { original ?? message }
@@ -37,20 +39,35 @@ struct OutgoingMessage: Sendable {
     var memoryCost = 0
 }
 
-/// Delivers one sink's messages: at most one message per group in flight, groups independent of
-/// each other; a group whose message fails is parked in the ledger (durably, so the slot can move
-/// on) and retried from there with exponential backoff, in order.
+/// Delivers one sink's messages, groups independent of each other. A group's messages that go to the
+/// same topic and key (one partition) are pipelined: several in flight at once, in order, which the
+/// idempotent producer keeps across retries and broker outages. A group whose message fails is parked
+/// in the ledger (durably, so the slot can move on) and retried from there one message at a time,
+/// with exponential backoff, in order.
 final class Dispatcher: @unchecked Sendable {
     struct Group {
-        var inFlight: OutgoingMessage?
+        /// Handed to Kafka, oldest first; more than one only while they share a partition.
+        var inFlight = Deque<OutgoingMessage>()
         /// Messages behind the one in flight, in memory (only while the group is not parked).
         var waiting = Deque<OutgoingMessage>()
         /// Messages of this group in the ledger (including one in flight from it).
         var parked = 0
         /// When the parked head may be tried again.
         var retryAt: Date?
-        var isIdle: Bool { inFlight == nil && waiting.isEmpty && parked == 0 }
+        var isIdle: Bool { inFlight.isEmpty && waiting.isEmpty && parked == 0 }
+
+        /// Whether `next` may be handed to Kafka now: nothing parked or waiting before it, and the
+        /// messages in flight (if any) go to the same topic and key, so Kafka keeps them in order.
+        func admits(_ next: OutgoingMessage, limit: Int) -> Bool {
+            guard parked == 0 else { return false }
+            guard let last = inFlight.last else { return true }
+            return inFlight.count < limit && !next.isParked && !last.isParked && next.message.key != nil
+                && last.message.key == next.message.key && last.message.topic == next.message.topic
+        }
     }
+
+    /// Messages of one group in flight at once (a hot row): enough to fill librdkafka's batches.
+    var pipelineDepth: Int { min(sink.destination.maxAckPending, 1_000) }
 
     let sink: SinkConfig
     /// Creates this sink's producer; called again when one hits a fatal error.
@@ -202,10 +219,10 @@ final class Dispatcher: @unchecked Sendable {
             logger.warning(earlier == nil ? "a function failed; parking the message and its group, retrying"
                                           : "enrichment failed; parking the message and its group, retrying", metadata: [
                 "sink": "\(sink.name)", "table": "\(encoded.table)", "key": "\(Self.text(encoded.message.key))", "error": "\(failure)"])
-        } else if group.inFlight == nil {
+        } else if group.waiting.isEmpty && group.admits(outgoing, limit: pipelineDepth) {
             outgoing.memoryCost += outgoing.message.value.count
-            outgoing.sentAt = Date()
-            group.inFlight = outgoing
+            startFlight(&outgoing)
+            group.inFlight.append(outgoing)
             toProduce = outgoing
             memoryBytes += outgoing.memoryCost
         } else {
@@ -234,11 +251,17 @@ final class Dispatcher: @unchecked Sendable {
 
     // MARK: - Producing
 
-    private func produce(_ outgoing: OutgoingMessage) {
-        lock.lock()
-        let id = nextID
+    /// Gives a message the token of a new attempt; called under the lock, before it joins `inFlight`.
+    private func startFlight(_ outgoing: inout OutgoingMessage) {
+        outgoing.deliveryID = nextID
+        outgoing.sentAt = Date()
+        inFlightByID[nextID] = outgoing.group
         nextID += 1
-        inFlightByID[id] = outgoing.group
+    }
+
+    private func produce(_ outgoing: OutgoingMessage) {
+        let id = outgoing.deliveryID
+        lock.lock()
         let producer = self.producer
         lock.unlock()
         metrics.sent()
@@ -260,16 +283,18 @@ final class Dispatcher: @unchecked Sendable {
         lock.lock()
         for report in reports {
             guard let key = inFlightByID.removeValue(forKey: report.token), var group = groups[key],
-                  var outgoing = group.inFlight else { continue }
+                  let index = group.inFlight.firstIndex(where: { $0.deliveryID == report.token }) else { continue }
+            var outgoing = group.inFlight.remove(at: index)
             metrics.reported()
-            group.inFlight = nil
             if !outgoing.isParked { memoryBytes -= outgoing.memoryCost }
             outgoing.deliverCount += 1
 
             if let error = report.error, error.category != .messageTooLarge {
                 // Failed: park this message and everything behind it, retry from the ledger later.
                 outgoing.lastError = error.description
-                if error.category == .fatal { producerFailed = true }
+                // A fatal error, or a failure with later messages of the group still in flight: replace
+                // the producer, which fails what it holds, so nothing behind this message overtakes it.
+                if error.category == .fatal || !group.inFlight.isEmpty { producerFailed = true }
                 metrics.failedAttempt()
                 if outgoing.isParked {
                     pendingAttempts.append((outgoing.position, outgoing.deliverCount, error.description))
@@ -307,10 +332,12 @@ final class Dispatcher: @unchecked Sendable {
                 tokens.append(outgoing.checkpointToken)
             }
             group.retryAt = nil
-            if var following = group.waiting.popFirst() {
-                following.sentAt = Date()
-                group.inFlight = following
-                next.append(following)
+            while let following = group.waiting.first, group.admits(following, limit: pipelineDepth) {
+                var flying = following
+                group.waiting.removeFirst()
+                startFlight(&flying)
+                group.inFlight.append(flying)
+                next.append(flying)
             }
             if group.isIdle { groups.removeValue(forKey: key) } else { groups[key] = group }
         }
@@ -484,7 +511,7 @@ final class Dispatcher: @unchecked Sendable {
     private func retryDueGroups() {
         let now = Date()
         lock.lock()
-        let due = groups.filter { $0.value.parked > 0 && $0.value.inFlight == nil && ($0.value.retryAt ?? .distantPast) <= now }
+        let due = groups.filter { $0.value.parked > 0 && $0.value.inFlight.isEmpty && ($0.value.retryAt ?? .distantPast) <= now }
             .map(\.key)
         lock.unlock()
         for key in due.prefix(max(0, sink.destination.maxAckPending - inFlightCount)) {
@@ -496,7 +523,7 @@ final class Dispatcher: @unchecked Sendable {
             guard let head else {
                 // Nothing left in the ledger for this group (a replayed duplicate was ignored): back to normal.
                 lock.lock()
-                if var group = groups[key], group.inFlight == nil, !pendingParks.contains(where: { $0.group == key }) {
+                if var group = groups[key], group.inFlight.isEmpty, !pendingParks.contains(where: { $0.group == key }) {
                     group.parked = 0
                     group.retryAt = nil
                     if group.isIdle { groups.removeValue(forKey: key) } else { groups[key] = group }
@@ -512,7 +539,7 @@ final class Dispatcher: @unchecked Sendable {
             outgoing.action = summary.action ?? .insert
             outgoing.message.recordPKs = summary.recordPKs
             lock.lock()
-            let skip = groups[key]?.inFlight != nil || pendingUnparks.contains(head.position) || cancelledPositions.contains(head.position)
+            let skip = groups[key]?.inFlight.isEmpty == false || pendingUnparks.contains(head.position) || cancelledPositions.contains(head.position)
             lock.unlock()
             if skip { continue }
             if let retryEnrichment {
@@ -560,10 +587,10 @@ final class Dispatcher: @unchecked Sendable {
                 }
             }
             lock.lock()
-            guard groups[key]?.inFlight == nil, !pendingUnparks.contains(head.position), !cancelledPositions.contains(head.position)
+            guard groups[key]?.inFlight.isEmpty == true, !pendingUnparks.contains(head.position), !cancelledPositions.contains(head.position)
             else { lock.unlock(); continue }
-            outgoing.sentAt = Date()
-            groups[key]?.inFlight = outgoing
+            startFlight(&outgoing)
+            groups[key]?.inFlight.append(outgoing)
             lock.unlock()
             produce(outgoing)
         }

@@ -17,7 +17,7 @@ extension Dispatcher {
         defer { lock.unlock() }
         var counts = LiveCounts()
         for group in groups.values {
-            if let inFlight = group.inFlight {
+            for inFlight in group.inFlight {
                 counts.inFlight += 1
                 if inFlight.isParked { counts.failing -= 1 }
             }
@@ -35,7 +35,7 @@ extension Dispatcher {
         var found: [OutgoingMessage] = []
         for group in groups.values {
             switch state {
-            case .inFlight: if let message = group.inFlight { found.append(message) }
+            case .inFlight: found.append(contentsOf: group.inFlight)
             case .waiting: found.append(contentsOf: group.waiting)
             default: break
             }
@@ -49,7 +49,7 @@ extension Dispatcher {
         lock.lock()
         defer { lock.unlock() }
         for group in groups.values {
-            if let message = group.inFlight, message.position == position {
+            if let message = group.inFlight.first(where: { $0.position == position }) {
                 return InspectedMessage(live: message, state: .inFlight, nextAttemptAt: nil)
             }
             if let message = group.waiting.first(where: { $0.position == position }) {
@@ -63,7 +63,7 @@ extension Dispatcher {
     func parkedInFlight() -> Set<MessagePosition> {
         lock.lock()
         defer { lock.unlock() }
-        return Set(groups.values.compactMap { $0.inFlight?.isParked == true ? $0.inFlight?.position : nil })
+        return Set(groups.values.flatMap { $0.inFlight.filter(\.isParked).map(\.position) })
     }
 
     func nextAttempt(group: String) -> Date? {
@@ -104,7 +104,7 @@ extension Dispatcher {
     /// Gives up a failing message: it is recorded as cancelled (reason `user`) and its group moves on.
     func cancelFailing(_ parked: ParkedMessage) throws -> CancelledMessage {
         lock.lock()
-        if groups[parked.group]?.inFlight?.position == parked.position {
+        if groups[parked.group]?.inFlight.contains(where: { $0.position == parked.position }) == true {
             lock.unlock()
             throw CancelRefusal.beingDelivered
         }
