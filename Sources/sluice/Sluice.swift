@@ -15,7 +15,7 @@ struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Streams every row change of a PostgreSQL database into Kafka.",
-        subcommands: [Run.self, Check.self, Messages.self, Backfill.self, Fn.self]
+        subcommands: [Run.self, Check.self, Messages.self, Backfill.self, Fn.self, ImportSequin.self]
     )
 }
 
@@ -121,6 +121,7 @@ struct Check: AsyncParsableCommand {
         let config = try options.loadConfig()
         var problems: [String] = []
         var report: [String] = []
+        problems += PortMarkers.problems(in: config.functions)
 
         do {
             let connection = try PostgresConnection(parameters: config.database.connectionParameters, applicationName: "sluice-check")

@@ -1,0 +1,236 @@
+import SluiceCore
+
+/// Translates a Sequin configuration (sequin.yml, as read without environment interpolation) into
+/// Sluice configurations: one per Sequin database that a Kafka sink reads, plus a note for every
+/// item or setting that was not carried over, or was changed on the way.
+///
+/// Pure: it reads only the tree it is given and, for `file:` functions, the `readFile` closure.
+struct SequinImport {
+    /// One line of the import's report, naming the Sequin field: `sinks[2] (webhook "audit"): skipped — …`.
+    struct Note: Equatable, CustomStringConvertible {
+        var path: String
+        var message: String
+        var description: String { "\(path): \(message)" }
+    }
+
+    /// Input the import cannot work from (exit code 2), naming the field.
+    struct Failure: Error, CustomStringConvertible {
+        var path: String
+        var message: String
+        var description: String { path.isEmpty ? message : "\(path): \(message)" }
+    }
+
+    /// The Sluice configuration for one Sequin database.
+    struct Output {
+        var databaseName: String
+        /// The database name reduced to file-name characters, unique among the outputs.
+        var tag: String
+        var document: [(String, YAMLValue)]
+        var sinkNames: [String]
+        var functionNames: [String]
+    }
+
+    /// The notes so far, in the order of the input; complete after `run` returned or threw.
+    private(set) var notes: [Note] = []
+    /// Reads a `file:` function's code; the path is as written in sequin.yml.
+    let readFile: (String) -> String?
+
+    init(readFile: @escaping (String) -> String?) {
+        self.readFile = readFile
+    }
+
+    // MARK: - Whole file
+
+    mutating func run(_ input: ConfigNode) throws(Failure) -> [Output] {
+        defer { sortNotes() }
+        let root = input.resolvingMerges()
+        guard let top = root.pairs else {
+            throw Failure(path: "", message: "not a Sequin configuration — expected a mapping with databases: and sinks:")
+        }
+        let handled: Set<String> = ["databases", "sinks", "functions", "transforms"]
+        for (key, _) in top where !handled.contains(key) {
+            note(key, "skipped — " + (Self.topLevelReasons[key] ?? "not a Sequin setting (Sequin ignores it too)"))
+        }
+        if root["functions"] != nil && root["transforms"] != nil {
+            throw Failure(path: "transforms", message: "give functions or the older transforms, not both (Sequin refuses both too)")
+        }
+
+        let databases = try readDatabases(root["databases"])
+        // Functions are read first (sinks refer to them); their notes are sorted into place at the end.
+        let functions = try readFunctions(root["functions"] ?? root["transforms"], key: root["functions"] == nil ? "transforms" : "functions")
+        let sinks = readSinks(root["sinks"], databases: databases.map(\.name), functions: functions)
+
+        guard !sinks.isEmpty else {
+            let count = root["sinks"]?.items?.count ?? 0
+            throw Failure(path: "sinks", message: count == 0
+                ? "no sinks — the import needs at least one sink with destination type: kafka"
+                : "none of the \(count) sinks is a Kafka sink (destination type: kafka) — Sluice only has Kafka sinks, so there is nothing to write")
+        }
+
+        var outputs: [Output] = []
+        var usedFunctions: Set<String> = []
+        var tags: Set<String> = []
+        for database in databases {
+            let own = sinks.filter { $0.database == database.name }
+            guard !own.isEmpty else {
+                note(database.path, "skipped — no Kafka sink reads from it")
+                continue
+            }
+            let referenced = Set(own.flatMap(\.functionNames))
+            let declared = functions.filter { $0.output != nil && referenced.contains($0.name) }
+            usedFunctions.formUnion(declared.map(\.name))
+            var document: [(String, YAMLValue)] = [("database", .map(database.pairs))]
+            document.append(("state", .map([("path", .string("./sluice-state.sqlite"))])))
+            if !declared.isEmpty { document.append(("functions", .list(declared.compactMap { $0.output.map { .map($0) } }))) }
+            document.append(("sinks", .list(own.map { .map($0.pairs) })))
+            var tag = Self.fileTag(database.name)
+            var suffix = 2
+            while !tags.insert(tag).inserted { tag = Self.fileTag(database.name) + "-\(suffix)"; suffix += 1 }
+            outputs.append(Output(databaseName: database.name, tag: tag, document: document,
+                                  sinkNames: own.map(\.name), functionNames: declared.map(\.name)))
+        }
+        for function in functions where function.output != nil && !usedFunctions.contains(function.name) {
+            note(function.label, "skipped — no Kafka sink uses it")
+        }
+        if outputs.count > 1 {
+            // One state file per running sluice: each database gets its own.
+            for index in outputs.indices {
+                outputs[index].document = outputs[index].document.map { key, value in
+                    key == "state" ? (key, .map([("path", .string("./sluice-state.\(outputs[index].tag).sqlite"))])) : (key, value)
+                }
+            }
+        }
+        return outputs
+    }
+
+    static let topLevelReasons: [String: String] = [
+        "account": "Sluice has no accounts: one sluice.yml configures one running sluice",
+        "users": "Sluice has no user logins; its console is protected by console.token",
+        "api_tokens": "Sluice has no API tokens; its console API is protected by console.token",
+        "http_endpoints": "HTTP endpoints serve webhook sinks, and Sluice only has Kafka sinks",
+        "change_retentions": "Sluice has no change retention (writing changes into a table)",
+    ]
+
+    /// Letters, digits, `.`, `_` and `-` of a database name, for `sluice.<tag>.yml`.
+    static func fileTag(_ name: String) -> String {
+        let kept = String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") ? $0 : "-" })
+        let trimmed = kept.trimmingDots
+        return trimmed.isEmpty ? "database" : trimmed
+    }
+
+    // MARK: - Notes
+
+    mutating func note(_ path: String, _ message: String) {
+        notes.append(Note(path: path, message: message))
+    }
+
+    /// Top-level keys first, then databases, sinks and functions, each by its index in the file.
+    private mutating func sortNotes() {
+        func rank(_ note: Note) -> (Int, Int) {
+            let sections = ["databases", "sinks", "functions", "transforms"]
+            guard let section = sections.firstIndex(where: { note.path.hasPrefix($0 + "[") }) else { return (0, 0) }
+            let digits = note.path.drop(while: { $0 != "[" }).dropFirst().prefix(while: \.isNumber)
+            return (1 + min(section, 2), Int(digits) ?? 0)
+        }
+        notes = notes.enumerated().sorted { a, b in
+            let (ra, rb) = (rank(a.element), rank(b.element))
+            return ra != rb ? ra < rb : a.offset < b.offset
+        }.map(\.element)
+    }
+
+    /// `sinks[2] (webhook "audit")`: the item's place, kind and name.
+    static func label(_ path: String, kind: String?, name: String) -> String {
+        let parts = [kind.map { String(shown($0).dropFirst().dropLast()) }, name.isEmpty ? nil : shown(name)].compactMap { $0 }
+        return parts.isEmpty ? path : "\(path) (\(parts.joined(separator: " ")))"
+    }
+
+    /// A name or value from the input as notes show it: quoted, one line, never long.
+    static func shown(_ text: String) -> String {
+        let clipped = text.count > 60 ? String(text.prefix(57)) + "..." : text
+        return YAMLWriter.doubleQuoted(clipped)
+    }
+}
+
+// MARK: - Reading the tree
+
+extension ConfigNode {
+    var pairs: [(String, ConfigNode)]? {
+        if case .mapping(let pairs) = self { return pairs }
+        return nil
+    }
+
+    var items: [ConfigNode]? {
+        if case .sequence(let items) = self { return items }
+        return nil
+    }
+
+    var text: String? {
+        if case .scalar(let text) = self { return text }
+        return nil
+    }
+
+    subscript(key: String) -> ConfigNode? {
+        guard let pairs, let value = pairs.first(where: { $0.0 == key })?.1 else { return nil }
+        if case .null = value { return nil }
+        return value
+    }
+
+    /// YAML merge keys (`<<: *base`) applied, as Sequin reads its file: keys written in the mapping
+    /// win over merged ones, and earlier merged mappings over later ones.
+    func resolvingMerges() -> ConfigNode {
+        switch self {
+        case .sequence(let items): return .sequence(items.map { $0.resolvingMerges() })
+        case .mapping(let pairs):
+            var result = pairs.filter { $0.0 != "<<" }.map { ($0.0, $0.1.resolvingMerges()) }
+            for (key, value) in pairs where key == "<<" {
+                let sources = value.items ?? [value]
+                for source in sources {
+                    for (mergedKey, mergedValue) in source.resolvingMerges().pairs ?? [] where !result.contains(where: { $0.0 == mergedKey }) {
+                        result.append((mergedKey, mergedValue))
+                    }
+                }
+            }
+            return .mapping(result)
+        default: return self
+        }
+    }
+
+    /// The value as copied through untyped (annotations): mappings, lists and scalars as they are.
+    var verbatim: YAMLValue {
+        switch self {
+        case .scalar(let text): .verbatim(text)
+        case .sequence(let items): .list(items.map(\.verbatim))
+        case .mapping(let pairs): .map(pairs.map { ($0.0, $0.1.verbatim) })
+        case .null: .verbatim("null")
+        }
+    }
+
+    /// A boolean written as `true`/`false` when it is one, else as the text it is (`${TLS}`).
+    var boolean: YAMLValue? {
+        guard let text else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return .bool(true)
+        case "false", "no", "off": return .bool(false)
+        default: return .string(text)
+        }
+    }
+
+    /// A whole number written as one, else as the text it is (`${PORT}`).
+    var integer: YAMLValue? {
+        guard let text else { return nil }
+        return Int(text).map(YAMLValue.int) ?? .string(text)
+    }
+
+    /// A list of strings (a single string counts as a list of one).
+    var strings: YAMLValue? {
+        if let text { return .list([.string(text)]) }
+        guard let items else { return nil }
+        return .list(items.map { $0.text.map(YAMLValue.string) ?? $0.verbatim })
+    }
+}
+
+extension String {
+    var trimmingDots: String {
+        String(drop(while: { $0 == "." || $0 == "-" }).reversed().drop(while: { $0 == "." || $0 == "-" }).reversed())
+    }
+}
