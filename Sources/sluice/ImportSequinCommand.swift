@@ -61,6 +61,7 @@ struct ImportSequin: ParsableCommand {
     /// The Sequin file as a tree, read as written: no environment interpolation, so `${VAR}` stays.
     private func readInput() throws -> ConfigNode {
         let text: String
+        guard FileManager.default.fileExists(atPath: from) else { fail("\(from): no such file", code: 2) }
         do {
             text = try String(contentsOfFile: from, encoding: .utf8)
         } catch {

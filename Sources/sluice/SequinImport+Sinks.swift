@@ -74,12 +74,11 @@ extension SequinImport {
         if let backfill = readInitialBackfill(node["initial_backfill"], at: "\(path).initial_backfill") {
             pairs.append(("initial_backfill", backfill))
         }
-        pairs.append(("value_format", .string("sequin")))
-        pairs.append(("destination", .map(readKafkaDestination(destination, sinkBatchSize: node["batch_size"], at: path))))
-
         for (key, _) in node.pairs ?? [] where !Self.sinkKeys.contains(key) {
             note("\(path).\(key)", "skipped — " + (Self.sinkReasons[key] ?? "not a Sequin sink setting"))
         }
+        pairs.append(("value_format", .string("sequin")))
+        pairs.append(("destination", .map(readKafkaDestination(destination, sinkBatchSize: node["batch_size"], at: path))))
         return Sink(name: name, database: database, pairs: pairs, functionNames: referenced)
     }
 

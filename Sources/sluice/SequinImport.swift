@@ -61,10 +61,12 @@ struct SequinImport {
         let sinks = readSinks(root["sinks"], databases: databases.map(\.name), functions: functions)
 
         guard !sinks.isEmpty else {
-            let count = root["sinks"]?.items?.count ?? 0
-            throw Failure(path: "sinks", message: count == 0
-                ? "no sinks — the import needs at least one sink with destination type: kafka"
-                : "none of the \(count) sinks is a Kafka sink (destination type: kafka) — Sluice only has Kafka sinks, so there is nothing to write")
+            let items = root["sinks"]?.items ?? []
+            if items.contains(where: { $0["destination"]?["type"]?.text == "kafka" }) {
+                throw Failure(path: "sinks", message: "none of the Kafka sinks could be carried over (see the lines above), so there is nothing to write")
+            }
+            let found = items.isEmpty ? "no sinks" : (items.count == 1 ? "its one sink is not a Kafka sink" : "none of its \(items.count) sinks is a Kafka sink")
+            throw Failure(path: "sinks", message: "\(found) — Sluice only has Kafka sinks (destination type: kafka), so there is nothing to write")
         }
 
         var outputs: [Output] = []
