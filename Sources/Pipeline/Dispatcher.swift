@@ -4,6 +4,7 @@ import Functions
 import KafkaSink
 import Ledger
 import Logging
+import PostgresSource
 import SluiceCore
 
 /// One message on its way to Kafka, with what the dispatcher knows about it.
@@ -63,6 +64,8 @@ final class Dispatcher: @unchecked Sendable {
     /// The sink's functions: one instance for the replication thread, one for retries from the ledger.
     private let liveFunctions: SinkFunctions?
     private let retryFunctions: SinkFunctions?
+    /// The sink's enrichment query for retries from the ledger (live messages pass an EnrichmentStage first).
+    private let retryEnrichment: EnrichmentQuery?
     /// Bodies (before functions) of the last messages delivered, for `sluice fn test --recent`.
     private var recentBodies = Deque<[UInt8]>()
     private var recentBodiesUnsaved = false
@@ -89,7 +92,10 @@ final class Dispatcher: @unchecked Sendable {
     private let workerDone = DispatchSemaphore(value: 0)
 
     init(sink: SinkConfig, makeProducer: @escaping () throws -> KafkaProducer, ledger: DeliveryLedger, logger: Logger,
-         metrics: SinkMetrics, settle: @escaping @Sendable ([UInt]) -> Void) throws {
+         metrics: SinkMetrics, databaseParameters: [(String, String)] = [], settle: @escaping @Sendable ([UInt]) -> Void) throws {
+        retryEnrichment = sink.enrichment.map {
+            EnrichmentQuery(function: $0, connectionParameters: databaseParameters, valueFormat: sink.valueFormat)
+        }
         self.sink = sink
         self.makeProducer = makeProducer
         self.producer = try makeProducer()
@@ -146,12 +152,19 @@ final class Dispatcher: @unchecked Sendable {
 
     // MARK: - Submitting (replication thread)
 
-    /// Takes a message as Sluice encoded it; runs the sink's functions on it first.
-    func submit(_ encoded: OutgoingMessage) {
+    /// Takes a message as Sluice encoded it; runs the sink's functions on it first (on `enriched`, the
+    /// message with its enrichment, when the sink has one). A message that failed before (`failure`,
+    /// e.g. its enrichment) is parked as encoded.
+    func submit(_ encoded: OutgoingMessage, enriched: Message? = nil, failure earlier: String? = nil) {
         var outgoing = encoded
-        var failure: String?
-        if let liveFunctions {
-            switch liveFunctions.apply(to: encoded.message) {
+        var failure = earlier
+        if let enriched {
+            outgoing.message = enriched
+            outgoing.original = encoded.message
+            outgoing.memoryCost = encoded.message.value.count
+        }
+        if let liveFunctions, failure == nil {
+            switch liveFunctions.apply(to: outgoing.message) {
             case .send(let message):
                 outgoing.message = message
                 outgoing.original = encoded.message
@@ -186,7 +199,8 @@ final class Dispatcher: @unchecked Sendable {
             metrics.parked(change: 1)
             metrics.functionFailed()
             lock.broadcast()
-            logger.warning("a function failed; parking the message and its group, retrying", metadata: [
+            logger.warning(earlier == nil ? "a function failed; parking the message and its group, retrying"
+                                          : "enrichment failed; parking the message and its group, retrying", metadata: [
                 "sink": "\(sink.name)", "table": "\(encoded.table)", "key": "\(Self.text(encoded.message.key))", "error": "\(failure)"])
         } else if group.inFlight == nil {
             outgoing.memoryCost += outgoing.message.value.count
@@ -501,11 +515,22 @@ final class Dispatcher: @unchecked Sendable {
             let skip = groups[key]?.inFlight != nil || pendingUnparks.contains(head.position) || cancelledPositions.contains(head.position)
             lock.unlock()
             if skip { continue }
+            if let retryEnrichment {
+                // Parked before enrichment: look the row up again.
+                switch retryEnrichment.run([.init(table: head.table, recordPKs: outgoing.message.recordPKs)])[0] {
+                case .success(let row):
+                    outgoing.original = outgoing.message
+                    outgoing.message.value = MessageEncoder.enriched(outgoing.message.value, with: row)
+                case .failure(let failure):
+                    retryFailed(head: head, group: key, error: failure.message)
+                    continue
+                }
+            }
             if let retryFunctions {
                 // The ledger holds messages as they were before the functions: run them (again).
                 switch retryFunctions.apply(to: outgoing.message) {
                 case .send(let message):
-                    outgoing.original = outgoing.message
+                    if outgoing.original == nil { outgoing.original = outgoing.message }
                     outgoing.message = message
                 case .drop:
                     metrics.filtered()
@@ -542,6 +567,20 @@ final class Dispatcher: @unchecked Sendable {
             lock.unlock()
             produce(outgoing)
         }
+    }
+
+    /// A parked message's enrichment failed again: count the attempt, try later.
+    private func retryFailed(head: ParkedMessage, group key: String, error: String) {
+        let attempt = head.deliverCount + 1
+        metrics.failedAttempt()
+        metrics.functionFailed()
+        lock.lock()
+        pendingAttempts.append((head.position, attempt, error))
+        groups[key]?.retryAt = Date().addingTimeInterval(Self.backoff(attempt: attempt))
+        lock.broadcast()
+        lock.unlock()
+        logger.warning("enrichment failed again; retrying later", metadata: [
+            "sink": "\(sink.name)", "table": "\(head.table)", "attempt": "\(attempt)", "error": "\(error)"])
     }
 
     /// Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 3 minutes.

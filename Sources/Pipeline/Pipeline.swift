@@ -16,6 +16,12 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let encoder: MessageEncoder
         let dispatcher: Dispatcher
         let metrics: SinkMetrics
+        /// Runs the sink's enrichment query before the dispatcher, when it has one.
+        let enrichment: EnrichmentStage?
+
+        func hand(_ outgoing: OutgoingMessage) {
+            if let enrichment { enrichment.enqueue(outgoing) } else { dispatcher.submit(outgoing) }
+        }
     }
 
     let logger: Logger
@@ -29,13 +35,21 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     /// Where backfill pages meet the stream.
     let backfills = BackfillCoordinator()
 
-    public init(config: SluiceConfig, databaseName: String, startLSN: LSN, ledger: DeliveryLedger, logger: Logger) throws {
+    public init(config: SluiceConfig, databaseName: String, hostname: String = "", startLSN: LSN, ledger: DeliveryLedger,
+                logger: Logger) throws {
         self.logger = logger
         self.ledger = ledger
         self.databaseName = databaseName
         tracker = Mutex(CheckpointTracker(confirmed: startLSN))
         let slots = DispatcherSlots()
+        let database = DatabaseIdentity(name: config.database.name, annotations: config.database.annotations,
+                                        database: databaseName, hostname: hostname)
         for (index, sink) in config.sinks.enumerated() {
+            guard sink.enabled else {
+                logger.notice("sink is disabled (status: disabled): it sends nothing and holds no slot position back",
+                              metadata: ["sink": "\(sink.name)"])
+                continue
+            }
             var properties = KafkaSettings.producerProperties(for: sink.destination, clientID: "sluice-\(sink.name)")
             // A message not acknowledged within park_after comes back as failed, and its group is parked.
             properties.removeAll { $0.0 == "message.timeout.ms" }
@@ -47,10 +61,19 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             }
             let metrics = SinkMetrics(sink: sink.name)
             let dispatcher = try Dispatcher(sink: sink, makeProducer: makeProducer, ledger: ledger, logger: logger,
-                                            metrics: metrics) { [weak self] tokens in self?.settle(tokens) }
+                                            metrics: metrics, databaseParameters: config.database.connectionParameters) { [weak self] tokens in
+                self?.settle(tokens)
+            }
+            let enrichment = sink.enrichment.map { function in
+                EnrichmentStage(query: EnrichmentQuery(function: function, connectionParameters: config.database.connectionParameters,
+                                                       valueFormat: sink.valueFormat),
+                                dispatcher: dispatcher, batchSize: sink.destination.batchSize,
+                                maxAckPending: sink.destination.maxAckPending, logger: logger) { [weak self] in self?.settle([]) }
+            }
             slots.set(index, dispatcher)
-            let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name), databaseName: databaseName)
-            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics))
+            let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name, annotations: sink.annotations),
+                                         database: database, valueFormat: sink.valueFormat)
+            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics, enrichment: enrichment))
         }
     }
 
@@ -77,9 +100,9 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let message = sink.encoder.encode(change, topic: sink.config.destination.topic)
         let token = tracker.withLock { $0.addMessage() }
         let group = sink.dispatcher.groupKey(for: change, message: message)
-        sink.dispatcher.submit(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
-                                               message: message, checkpointToken: token, action: change.action,
-                                               commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp))
+        sink.hand(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
+                                  message: message, checkpointToken: token, action: change.action,
+                                  commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp))
     }
 
     /// A backfill watermark: at a page's high watermark, its rows go out as `read` messages, here in
@@ -123,7 +146,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         capacity.lock()
         defer { capacity.unlock() }
         while true {
-            if sinks.allSatisfy({ $0.dispatcher.hasCapacity }) { return true }
+            if sinks.allSatisfy({ $0.dispatcher.hasCapacity && $0.enrichment?.hasCapacity != false }) { return true }
             if !capacity.wait(until: deadline) { return false }
         }
     }
@@ -131,6 +154,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     public func drain(timeout: Double) {
         let deadline = Date().addingTimeInterval(timeout)
         for sink in sinks {
+            sink.enrichment?.flush(timeout: max(0, deadline.timeIntervalSinceNow))
+            sink.enrichment?.stop()
             sink.dispatcher.flush(timeout: max(0, deadline.timeIntervalSinceNow))
         }
         while tracker.withLock({ $0.outstanding }) > 0, Date() < deadline {

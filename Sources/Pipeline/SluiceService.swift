@@ -22,11 +22,11 @@ public struct SluiceService: Service {
     }
 
     public func run() async throws {
-        let setup = try Self.prepareDatabase(config: config.database, logger: logger)
+        let setup = try Self.prepareDatabase(config: config, logger: logger)
         let lock = try Self.lockState(path: config.statePath)
         defer { close(lock) }
         let ledger = try DeliveryLedger(path: config.statePath)
-        let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, startLSN: setup.confirmed, ledger: ledger,
+        let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, hostname: setup.hostname, startLSN: setup.confirmed, ledger: ledger,
                                     logger: logger)
         for (name, producer) in pipeline.producers {
             do {
@@ -89,16 +89,19 @@ public struct SluiceService: Service {
     }
 
     /// Creates the publication and slot if allowed and returns where the slot stands.
-    static func prepareDatabase(config: DatabaseConfig, logger: Logger) throws -> (databaseName: String, confirmed: LSN) {
+    static func prepareDatabase(config whole: SluiceConfig, logger: Logger) throws -> (databaseName: String, hostname: String, confirmed: LSN) {
+        let config = whole.database
         let connection = try PostgresConnection(parameters: config.connectionParameters, applicationName: "sluice-setup")
         let setup = ReplicationSetup(connection: connection, config: config)
         let outcome = try setup.ensure()
+        let enrichmentProblems = EnrichmentQuery.problems(of: whole, on: connection)
+        if !enrichmentProblems.isEmpty { throw PostgresError(.query, enrichmentProblems.joined(separator: "\n")) }
         if outcome.createdPublication { logger.info("created publication", metadata: ["publication": "\(config.publicationName)"]) }
         if !outcome.addedTables.isEmpty {
             logger.info("added tables to publication", metadata: ["tables": "\(outcome.addedTables.map(\.description))"])
         }
         if outcome.createdSlot { logger.info("created replication slot", metadata: ["slot": "\(config.slotName)"]) }
-        return (outcome.databaseName, try setup.confirmedFlushLSN() ?? .zero)
+        return (outcome.databaseName, outcome.hostname, try setup.confirmedFlushLSN() ?? .zero)
     }
 }
 

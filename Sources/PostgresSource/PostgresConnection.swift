@@ -22,6 +22,8 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
 public struct QueryResult: Sendable {
     public var columns: [String]
     public var rows: [[String?]]
+    /// Each column's type OID.
+    public var columnTypes: [UInt32] = []
 
     /// The first row's value in `column`, if any.
     public func value(_ column: String, row: Int = 0) -> String? {
@@ -33,6 +35,9 @@ public struct QueryResult: Sendable {
 /// One libpq connection. Not thread-safe: each thread that talks to PostgreSQL owns its own.
 public final class PostgresConnection {
     let handle: OpaquePointer
+
+    /// The server's host as connected (the socket directory for a Unix socket).
+    public var host: String { PQhost(handle).map { String(cString: $0) } ?? "" }
 
     /// Settings every Sluice session uses so that values arrive in the text forms the converter reads.
     static let sessionOptions = "-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex"
@@ -106,8 +111,27 @@ public final class PostgresConnection {
                 PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column))
             })
         }
-        return QueryResult(columns: columns, rows: rows)
+        var query = QueryResult(columns: columns, rows: rows)
+        query.columnTypes = (0..<columnCount).map { UInt32(PQftype(result, $0)) }
+        return query
     }
+
+    /// Prepares `sql` as the unnamed statement without running it: its parameter count and the
+    /// names of its result columns; PostgreSQL's error when it does not parse or plan.
+    public func describe(_ sql: String) throws(PostgresError) -> (parameterCount: Int, columns: [String]) {
+        let prepared = PQprepare(handle, "", sql, 0, nil)
+        _ = try collect(prepared, sql: sql)
+        guard let description = PQdescribePrepared(handle, "") else { throw PostgresError(.query, lastError) }
+        defer { PQclear(description) }
+        guard PQresultStatus(description) == PGRES_COMMAND_OK else {
+            throw PostgresError(.query, Self.trimmed(String(cString: PQresultErrorMessage(description))))
+        }
+        let columns = (0..<PQnfields(description)).map { String(cString: PQfname(description, $0)) }
+        return (Int(PQnparams(description)), columns)
+    }
+
+    /// False once the server connection is gone (it must be replaced).
+    public var isHealthy: Bool { PQstatus(handle) == CONNECTION_OK }
 
     /// `name` quoted as an SQL identifier.
     public static func quoteIdentifier(_ name: String) -> String {

@@ -6,6 +6,7 @@ import SluiceCore
 public final class RelationCatalog {
     let connection: PostgresConnection
     private var kinds: [UInt32: ValueKind] = [:]
+    private var sequinKinds: [UInt32: ValueKind] = [:]
 
     public init(connection: PostgresConnection) {
         self.connection = connection
@@ -15,12 +16,13 @@ public final class RelationCatalog {
         // Types can change while Sluice streams (ALTER TYPE … ADD/DROP ATTRIBUTE, a domain or enum
         // recreated): look them up afresh whenever the server describes a relation again.
         kinds.removeAll(keepingCapacity: true)
+        sequinKinds.removeAll(keepingCapacity: true)
         let keys = try primaryKeyColumns(relationID: description.id)
         var columns: [Column] = []
         for column in description.columns {
             columns.append(Column(name: column.name, typeOID: column.typeOID, typeModifier: column.typeModifier,
                                   isReplicaIdentity: column.isKey, isPrimaryKey: keys.contains(column.name),
-                                  kind: try kind(of: column.typeOID)))
+                                  kind: try kind(of: column.typeOID), sequinKind: try sequinKind(of: column.typeOID)))
         }
         return Relation(id: description.id, schema: description.schema, name: description.name,
                         replicaIdentity: description.replicaIdentity, columns: columns)
@@ -71,6 +73,31 @@ public final class RelationCatalog {
             }
         }
         kinds[oid] = kind
+        return kind
+    }
+
+    /// How values of type `oid` convert under `value_format: sequin`, as Sequin's value caster does it:
+    /// Sequin casts by the type's name, taking a domain's base type one level down; so a domain over a
+    /// built-in type is that type, while composites, enums, a domain over a domain and the elements of
+    /// arrays of such types keep their text form. numeric becomes a string of its digits.
+    public func sequinKind(of oid: UInt32, depth: Int = 0) throws(PostgresError) -> ValueKind {
+        if let builtin = ValueKind.builtin(oid: oid) { return builtin.sequinForm }
+        if let known = sequinKinds[oid] { return known }
+        let result = try connection.query("""
+            SELECT t.typtype, t.typcategory, t.typelem, t.typbasetype, b.typtype
+            FROM pg_type t LEFT JOIN pg_type b ON b.oid = t.typbasetype WHERE t.oid = $1::oid
+            """, [String(oid)])
+        var kind = ValueKind.text
+        if depth < 8, let row = result.rows.first {
+            let elementOID = UInt32(row[2] ?? "0") ?? 0
+            let baseOID = UInt32(row[3] ?? "0") ?? 0
+            if row[0] == "d", baseOID != 0 {
+                kind = row[4] == "d" ? .text : try sequinKind(of: baseOID, depth: depth + 1)
+            } else if row[1] == "A", elementOID != 0, case .array(_, let delimiter) = try self.kind(of: oid) {
+                kind = .array(element: ValueKind.builtin(oid: elementOID)?.sequinForm ?? .text, delimiter: delimiter)
+            }
+        }
+        sequinKinds[oid] = kind
         return kind
     }
 }

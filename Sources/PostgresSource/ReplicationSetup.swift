@@ -17,6 +17,8 @@ public struct ReplicationSetup {
         public var addedTables: [TableName] = []
         public var createdSlot = false
         public var databaseName = ""
+        /// The host connected to, for `metadata.database.hostname`.
+        public var hostname = ""
     }
 
     /// Problems that would stop replication, each naming the setting to change; empty when ready.
@@ -53,6 +55,7 @@ public struct ReplicationSetup {
     public func ensure() throws(PostgresError) -> Outcome {
         var outcome = Outcome()
         outcome.databaseName = currentDatabase()
+        outcome.hostname = connection.host
         let problems = try problems()
         if !problems.isEmpty { throw PostgresError(.query, problems.map(\.description).joined(separator: "\n")) }
 

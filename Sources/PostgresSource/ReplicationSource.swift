@@ -128,7 +128,7 @@ public final class ReplicationSource: Sendable {
 
         func stream(into consumer: ChangeConsumer, source: ReplicationSource) throws(PostgresError) {
             var transaction: TransactionInfo?
-            var commitIndex = 0
+            var position = TransactionPosition()
             while !source.isStopping {
                 if !consumer.waitForCapacity(timeout: 0.5) {
                     try reportIfDue(consumer.confirmedLSN)
@@ -159,7 +159,7 @@ public final class ReplicationSource: Sendable {
                                            endLSN: endLSN, consumer: consumer, source: source)
                     case .begin(let info):
                         transaction = info
-                        commitIndex = 0
+                        position = TransactionPosition()
                         consumer.transactionBegan(info)
                     case .commit(_, let endLSN, _):
                         if let current = transaction { consumer.transactionCommitted(current, endLSN: endLSN) }
@@ -167,11 +167,13 @@ public final class ReplicationSource: Sendable {
                     case .relation(let description):
                         relations[description.id] = try catalog.relation(from: description)
                     case .insert, .update, .delete, .truncate:
-                        try deliverRowChange(message, transaction, &commitIndex, consumer)
+                        try deliverRowChange(message, transaction, &position, consumer)
                     case .message(let transactional, let lsn, let prefix, let content):
                         if !transactional, transaction == nil {
                             consumer.logicalMessage(prefix: prefix, content: content, lsn: lsn)
                             consumer.caughtUp(to: max(lsn, walStart))
+                        } else if transactional, let transaction {
+                            position.apply(prefix: prefix, content: content, xid: transaction.xid, logger: logger)
                         }
                     case .type, .origin:
                         break
@@ -214,7 +216,7 @@ public final class ReplicationSource: Sendable {
                                     source: ReplicationSource) throws(PostgresError) {
             guard let spill else { return }
             consumer.transactionBegan(transaction)
-            var commitIndex = 0
+            var position = TransactionPosition()
             try spill.replay(xid: transaction.xid) { payload throws(PostgresError) in
                 while !consumer.waitForCapacity(timeout: 0.5) {
                     try reportIfDue(consumer.confirmedLSN)
@@ -224,31 +226,35 @@ public final class ReplicationSource: Sendable {
                 do { message = try PgOutputDecoder.decode(payload, streamed: true) } catch {
                     throw PostgresError(.replication, "could not decode a spilled message of transaction \(transaction.xid): \(error)")
                 }
-                try deliverRowChange(message, transaction, &commitIndex, consumer)
+                if case .message(true, _, let prefix, let content) = message {
+                    position.apply(prefix: prefix, content: content, xid: transaction.xid, logger: logger)
+                } else {
+                    try deliverRowChange(message, transaction, &position, consumer)
+                }
                 try reportIfDue(consumer.confirmedLSN)
             }
             consumer.transactionCommitted(transaction, endLSN: endLSN)
         }
 
         /// Hands an insert, update, delete or truncate to the consumer; other messages are ignored here.
-        private func deliverRowChange(_ message: PgOutputMessage, _ transaction: TransactionInfo?, _ commitIndex: inout Int,
+        private func deliverRowChange(_ message: PgOutputMessage, _ transaction: TransactionInfo?, _ position: inout TransactionPosition,
                                       _ consumer: ChangeConsumer) throws(PostgresError) {
             switch message {
             case .insert(let id, let new):
-                try deliver(.insert, id, new: new, old: nil, transaction, &commitIndex, consumer)
+                try deliver(.insert, id, new: new, old: nil, transaction, &position, consumer)
             case .update(let id, let old, _, let new):
-                try deliver(.update, id, new: new, old: old, transaction, &commitIndex, consumer)
+                try deliver(.update, id, new: new, old: old, transaction, &position, consumer)
             case .delete(let id, let old, _):
-                try deliver(.delete, id, new: nil, old: old, transaction, &commitIndex, consumer)
+                try deliver(.delete, id, new: nil, old: old, transaction, &position, consumer)
             case .truncate(let ids, _, _):
-                for id in ids { try deliver(.truncate, id, new: nil, old: nil, transaction, &commitIndex, consumer) }
+                for id in ids { try deliver(.truncate, id, new: nil, old: nil, transaction, &position, consumer) }
             default:
                 break
             }
         }
 
         private func deliver(_ action: Action, _ relationID: UInt32, new: Tuple?, old: Tuple?,
-                             _ transaction: TransactionInfo?, _ commitIndex: inout Int,
+                             _ transaction: TransactionInfo?, _ position: inout TransactionPosition,
                              _ consumer: ChangeConsumer) throws(PostgresError) {
             guard let relation = relations[relationID] else {
                 throw PostgresError(.replication, "a change arrived for relation \(relationID) before its Relation message")
@@ -256,9 +262,11 @@ public final class ReplicationSource: Sendable {
             guard let transaction else {
                 throw PostgresError(.replication, "a change arrived outside a transaction")
             }
-            consumer.received(Change(action: action, relation: relation, new: new, old: old, transaction: transaction,
-                                      commitIndex: commitIndex))
-            commitIndex += 1
+            var change = Change(action: action, relation: relation, new: new, old: old, transaction: transaction,
+                                commitIndex: position.commitIndex)
+            change.transactionAnnotations = position.annotations
+            consumer.received(change)
+            position.commitIndex += 1
         }
 
         private func reportIfDue(_ confirmed: LSN) throws(PostgresError) {

@@ -33,6 +33,9 @@ public struct Change: Sendable {
     public var commitIndex: Int
     /// For `read` rows: the backfill they came from; their idempotency key is `<backfill id>:<pk text>`.
     public var backfillID: String?
+    /// `metadata.transaction_annotations`: the JSON set by the transaction's last
+    /// `sequin:transaction_annotations.set` message before this change; nil for none.
+    public var transactionAnnotations: [UInt8]?
 
     public init(action: Action, relation: Relation, new: Tuple?, old: Tuple?, transaction: TransactionInfo,
                 commitIndex: Int) {

@@ -6,26 +6,67 @@ public struct SluiceConfig: Sendable {
     /// Declared once at the top level; sinks refer to them by name.
     public var functions: [FunctionConfig] = []
     public var sinks: [SinkConfig]
+    /// `log_format`: text (default) or json lines.
+    public var logFormat: LogFormat = .text
+}
+
+public enum LogFormat: String, Sendable, CaseIterable {
+    case text, json
+}
+
+/// How column values are written: Sluice's exact JSON (default), or Sequin's forms for the types where
+/// they differ (numeric as a string with its digits, composites and nested domains as their text form).
+public enum ValueFormat: String, Sendable, CaseIterable {
+    case sluice, sequin
+}
+
+/// A sink's `source`: which tables of the publication it takes. Each list that is given must agree
+/// (as in Sequin): a table is taken when its schema is not excluded, is included if includes are
+/// listed, and the same for the table itself.
+public struct SinkSource: Sendable, Equatable {
+    public var includeSchemas: Set<String>?
+    public var excludeSchemas: Set<String>?
+    public var includeTables: Set<TableName>?
+    public var excludeTables: Set<TableName>?
+
+    public init(includeSchemas: Set<String>? = nil, excludeSchemas: Set<String>? = nil,
+                includeTables: Set<TableName>? = nil, excludeTables: Set<TableName>? = nil) {
+        self.includeSchemas = includeSchemas
+        self.excludeSchemas = excludeSchemas
+        self.includeTables = includeTables
+        self.excludeTables = excludeTables
+    }
+
+    public func contains(_ table: TableName) -> Bool {
+        if let excludeSchemas, excludeSchemas.contains(table.schema) { return false }
+        if let includeSchemas, !includeSchemas.contains(table.schema) { return false }
+        if let excludeTables, excludeTables.contains(table) { return false }
+        if let includeTables, !includeTables.contains(table) { return false }
+        return true
+    }
 }
 
 /// A user function (`functions[i]`): Lua code for filter, transform and routing, or a path.
 public struct FunctionConfig: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
         case filter, transform, path, routing
+        /// A SQL query run on the source database for a batch of messages' primary keys.
+        case enrichment
         /// The global a chunk of this kind must define.
         public var entryPoint: String? {
             switch self {
             case .filter: "filter"
             case .transform: "transform"
             case .routing: "route"
-            case .path: nil
+            case .path, .enrichment: nil
             }
         }
+        public var isLua: Bool { entryPoint != nil }
     }
 
     public var name: String
     public var kind: Kind
-    /// Lua source (empty for path functions).
+    /// Lua source (empty for path functions); SQL for enrichment functions.
     public var code: String
     /// Where the code came from, as error messages name it: the file as written, or `functions[i].code`.
     public var origin: String
@@ -33,6 +74,8 @@ public struct FunctionConfig: Sendable, Equatable {
     public var path: String
     public var maxInstructions: Int
     public var maxMemoryMB: Int
+    /// Enrichment: the query's statement timeout, in seconds.
+    public var statementTimeout: Double = 5
 
     public init(name: String, kind: Kind, code: String = "", origin: String = "", path: String = "",
                 maxInstructions: Int = 1_000_000, maxMemoryMB: Int = 16) {
@@ -81,6 +124,10 @@ public struct DatabaseConfig: Sendable {
     public var publishViaPartitionRoot: Bool
     /// Seconds between heartbeat messages; 0 turns them off.
     public var heartbeatInterval: Double
+    /// `metadata.database.name`; nil: the database's own name.
+    public var name: String?
+    /// `metadata.database.annotations`, as JSON text (an object).
+    public var annotations: String = "{}"
 
     public init(connectionParameters: [(String, String)], slotName: String, createSlot: Bool = true,
                 publicationName: String, createPublication: Bool = true, publicationTables: [TableName] = [],
@@ -103,8 +150,17 @@ public struct ConsoleConfig: Sendable {
 
 public struct SinkConfig: Sendable {
     public var name: String
-    /// Empty: every published table.
+    /// Empty: every published table (within `source`).
     public var tables: [TableName]
+    /// Sequin's `source`: include/exclude schemas and tables.
+    public var source = SinkSource()
+    /// `status: disabled`: the sink sends nothing and holds no slot position back.
+    public var enabled = true
+    /// `metadata.consumer.annotations`, as JSON text (an object).
+    public var annotations = "{}"
+    public var valueFormat = ValueFormat.sluice
+    /// Runs first: adds `metadata.enrichment` from a query on the source database.
+    public var enrichment: FunctionConfig?
     public var actions: Set<Action>
     public var messageGrouping: Bool
     /// Per table, the columns whose values form the message group instead of the primary key.
@@ -144,7 +200,7 @@ public struct SinkConfig: Sendable {
     public var hasFunctions: Bool { filter != nil || routing != nil || transform != nil }
 
     public func accepts(table: TableName, action: Action) -> Bool {
-        actions.contains(action) && (tables.isEmpty || tables.contains(table))
+        actions.contains(action) && (tables.isEmpty || tables.contains(table)) && source.contains(table)
     }
 }
 

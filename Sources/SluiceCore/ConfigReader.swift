@@ -29,7 +29,7 @@ public struct ConfigReader {
     // MARK: - Sections
 
     mutating func readRoot(_ root: ConfigNode) -> SluiceConfig? {
-        guard let fields = mapping(root, at: "", allowed: ["database", "state", "console", "functions", "sinks"]) else { return nil }
+        guard let fields = mapping(root, at: "", allowed: ["database", "state", "console", "functions", "sinks", "log_format"]) else { return nil }
         let database = fields["database"].flatMap { readDatabase($0, at: "database") }
         if fields["database"] == nil { errors.append(ConfigError("database", "is required")) }
 
@@ -90,13 +90,21 @@ public struct ConfigReader {
                 }
             }
         }
+        var logFormat = LogFormat.text
+        if let text = fields["log_format"].flatMap({ string($0, at: "log_format") }) {
+            if let format = LogFormat(rawValue: text) { logFormat = format } else {
+                errors.append(ConfigError("log_format", "\(quoted(text)) — use text or json"))
+            }
+        }
         guard let database else { return nil }
-        return SluiceConfig(database: database, statePath: statePath, console: console, functions: declared, sinks: sinks)
+        var config = SluiceConfig(database: database, statePath: statePath, console: console, functions: declared, sinks: sinks)
+        config.logFormat = logFormat
+        return config
     }
 
     mutating func readDatabase(_ node: ConfigNode, at path: String) -> DatabaseConfig? {
         let connectionKeys = ["url", "host", "port", "dbname", "user", "password"]
-        guard let fields = mapping(node, at: path, allowed: connectionKeys + ["slot", "publication", "heartbeat_interval"])
+        guard let fields = mapping(node, at: path, allowed: connectionKeys + ["slot", "publication", "heartbeat_interval", "name", "annotations"])
         else { return nil }
         var parameters: [(String, String)] = []
         if let url = fields["url"].flatMap({ string($0, at: "\(path).url", secret: true) }) {
@@ -148,21 +156,31 @@ public struct ConfigReader {
                 errors.append(ConfigError("\(path).heartbeat_interval", "\(quoted(text)) — write a duration such as 15s, 500ms or 2m (0 turns heartbeats off)"))
             }
         }
-        return DatabaseConfig(connectionParameters: parameters, slotName: slotName, createSlot: createSlot,
-                              publicationName: publicationName, createPublication: createPublication,
-                              publicationTables: tables, publishViaPartitionRoot: viaRoot, heartbeatInterval: heartbeat)
+        var database = DatabaseConfig(connectionParameters: parameters, slotName: slotName, createSlot: createSlot,
+                                      publicationName: publicationName, createPublication: createPublication,
+                                      publicationTables: tables, publishViaPartitionRoot: viaRoot, heartbeatInterval: heartbeat)
+        database.name = fields["name"].flatMap { string($0, at: "\(path).name") }
+        if database.name?.isEmpty == true {
+            errors.append(ConfigError("\(path).name", "is empty — give the name consumers see in metadata.database.name, or leave it out"))
+        }
+        database.annotations = fields["annotations"].flatMap { annotations($0, at: "\(path).annotations") } ?? "{}"
+        return database
     }
 
     mutating func readSink(_ node: ConfigNode, at path: String) -> SinkConfig? {
         let allowed = ["name", "tables", "actions", "message_grouping", "group_columns", "max_memory_mb", "park_after",
-                       "destination", "filter", "transform", "routing", "initial_backfill", "backfill"]
+                       "destination", "filter", "transform", "routing", "initial_backfill", "backfill",
+                       "source", "status", "annotations", "value_format", "enrichment"]
         guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
+        let enrichment = fields["enrichment"].flatMap { functionReference($0, at: "\(path).enrichment", kinds: [.enrichment]) }
         let filter = fields["filter"].flatMap { functionReference($0, at: "\(path).filter", kinds: [.filter]) }
         let transform = fields["transform"].flatMap { functionReference($0, at: "\(path).transform", kinds: [.transform, .path]) }
         let routing = fields["routing"].flatMap { functionReference($0, at: "\(path).routing", kinds: [.routing]) }
         let name = fields["name"].flatMap { string($0, at: "\(path).name") } ?? ""
         if name.isEmpty { errors.append(ConfigError("\(path).name", "is required: give the sink a name, e.g. orders-to-kafka")) }
-        let tables = fields["tables"].map { tableList($0, at: "\(path).tables") } ?? []
+        var tables: [TableName] = []
+        var groupColumns: [TableName: [String]] = [:]
+        if let node = fields["tables"] { readSinkTables(node, at: "\(path).tables", tables: &tables, groupColumns: &groupColumns) }
         let initialBackfill = fields["initial_backfill"].flatMap { readInitialBackfill($0, at: "\(path).initial_backfill", sinkTables: tables) }
         var maxQuery = 5_000
         if let node = fields["backfill"], let backfillFields = mapping(node, at: "\(path).backfill", allowed: ["max_query_ms"]) {
@@ -180,7 +198,6 @@ public struct ConfigReader {
         }
         let grouping = fields["message_grouping"].flatMap { bool($0, at: "\(path).message_grouping") } ?? true
         let memory = fields["max_memory_mb"].flatMap { integer($0, at: "\(path).max_memory_mb", range: 16...65536) } ?? 128
-        var groupColumns: [TableName: [String]] = [:]
         if let node = fields["group_columns"] {
             if case .mapping(let pairs) = node {
                 for (tableText, columnsNode) in pairs {
@@ -191,6 +208,9 @@ public struct ConfigReader {
                     }
                     let columns = list(columnsNode, at: fieldPath).enumerated().compactMap { string($1, at: "\(fieldPath)[\($0)]") }
                     if columns.isEmpty { errors.append(ConfigError(fieldPath, "list at least one column")) }
+                    if groupColumns[table] != nil {
+                        errors.append(ConfigError(fieldPath, "group columns of \(table) are also set in tables — set them in one place"))
+                    }
                     groupColumns[table] = columns
                 }
             } else {
@@ -213,6 +233,24 @@ public struct ConfigReader {
                               routing: routing, transform: transform)
         sink.initialBackfill = initialBackfill
         sink.backfillMaxQueryMS = maxQuery
+        sink.enrichment = enrichment
+        if !grouping && !groupColumns.isEmpty {
+            errors.append(ConfigError("\(path).message_grouping", "is false while group columns are set for \(groupColumns.keys.map(\.description).sorted().joined(separator: ", ")) — remove them, or turn grouping on"))
+        }
+        if let node = fields["source"], let source = readSource(node, at: "\(path).source") { sink.source = source }
+        if let text = fields["status"].flatMap({ string($0, at: "\(path).status") }) {
+            switch text {
+            case "active": sink.enabled = true
+            case "disabled": sink.enabled = false
+            default: errors.append(ConfigError("\(path).status", "\(quoted(text)) — use active or disabled"))
+            }
+        }
+        sink.annotations = fields["annotations"].flatMap { annotations($0, at: "\(path).annotations") } ?? "{}"
+        if let text = fields["value_format"].flatMap({ string($0, at: "\(path).value_format") }) {
+            if let format = ValueFormat(rawValue: text) { sink.valueFormat = format } else {
+                errors.append(ConfigError("\(path).value_format", "\(quoted(text)) — use sluice (exact JSON values) or sequin (Sequin's forms)"))
+            }
+        }
         return sink
     }
 
@@ -360,7 +398,8 @@ public struct ConfigReader {
     // MARK: - Functions
 
     mutating func readFunction(_ node: ConfigNode, at path: String) -> FunctionConfig? {
-        let allowed = ["name", "type", "code", "file", "path", "description", "max_instructions", "max_memory_mb"]
+        let allowed = ["name", "type", "code", "file", "path", "description", "max_instructions", "max_memory_mb",
+                       "statement_timeout"]
         guard let fields = mapping(node, at: path, allowed: allowed) else { return nil }
         let name = fields["name"].flatMap { string($0, at: "\(path).name") } ?? ""
         if name.isEmpty || name == "none" {
@@ -368,13 +407,11 @@ public struct ConfigReader {
                                                                    : "\"none\" means no function — choose another name"))
         }
         guard let typeText = fields["type"].flatMap({ string($0, at: "\(path).type") }) else {
-            if fields["type"] == nil { errors.append(ConfigError("\(path).type", "is required: filter, transform, path or routing")) }
+            if fields["type"] == nil { errors.append(ConfigError("\(path).type", "is required: filter, transform, path, routing or enrichment")) }
             return nil
         }
         guard let kind = FunctionConfig.Kind(rawValue: typeText) else {
-            let hint = typeText == "enrichment" ? "enrichment functions are not supported by this version of Sluice yet"
-                                                : "use filter, transform, path or routing"
-            errors.append(ConfigError("\(path).type", "\(quoted(typeText)) — \(hint)"))
+            errors.append(ConfigError("\(path).type", "\(quoted(typeText)) — use filter, transform, path, routing or enrichment"))
             return nil
         }
         let maxInstructions = fields["max_instructions"].flatMap {
@@ -382,6 +419,15 @@ public struct ConfigReader {
         } ?? 1_000_000
         let maxMemory = fields["max_memory_mb"].flatMap { integer($0, at: "\(path).max_memory_mb", range: 1...1_024) } ?? 16
         var function = FunctionConfig(name: name, kind: kind, maxInstructions: maxInstructions, maxMemoryMB: maxMemory)
+        if let node = fields["statement_timeout"], let text = string(node, at: "\(path).statement_timeout") {
+            if kind != .enrichment {
+                errors.append(ConfigError("\(path).statement_timeout", "only enrichment functions run SQL — remove it"))
+            } else if let seconds = Self.parseDuration(text), seconds >= 0.001 {
+                function.statementTimeout = seconds
+            } else {
+                errors.append(ConfigError("\(path).statement_timeout", "\(quoted(text)) — write a duration such as 5s or 500ms"))
+            }
+        }
 
         if kind == .path {
             for key in ["code", "file"] where fields[key] != nil {
@@ -426,9 +472,16 @@ public struct ConfigReader {
             function.code = code
             function.origin = file
         case (nil, nil):
+            if kind == .enrichment {
+                errors.append(ConfigError(path, "give code: the SQL query, with $1 for the batch's primary-key values (e.g. WHERE u.id = ANY($1))"))
+                return nil
+            }
             let entry = kind.entryPoint ?? kind.rawValue
             errors.append(ConfigError(path, "give code (a Lua chunk defining function \(entry)(action, record, changes, metadata)) or file"))
             return nil
+        }
+        if kind == .enrichment, function.code.trimmingSpaces.isEmpty {
+            errors.append(ConfigError(function.origin, "is empty — write the SQL query"))
         }
         return function
     }
@@ -449,6 +502,108 @@ public struct ConfigReader {
             return nil
         }
         return function
+    }
+
+    /// `tables:` of a sink: `public.orders` entries narrow the sink to those tables (Sluice's form);
+    /// `{name: public.orders, group_column_names: [account_id]}` entries (Sequin's form) set a table's
+    /// group columns without narrowing, as in Sequin, where `source` selects tables.
+    mutating func readSinkTables(_ node: ConfigNode, at path: String, tables: inout [TableName],
+                                 groupColumns: inout [TableName: [String]]) {
+        for (index, item) in list(node, at: path).enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            if case .mapping = item {
+                guard let fields = mapping(item, at: itemPath, allowed: ["name", "group_column_names"]) else { continue }
+                guard let text = fields["name"].flatMap({ string($0, at: "\(itemPath).name") }) else {
+                    if fields["name"] == nil { errors.append(ConfigError("\(itemPath).name", "is required: schema.table, e.g. public.orders")) }
+                    continue
+                }
+                guard let table = TableName(parsing: text) else {
+                    errors.append(ConfigError("\(itemPath).name", "\(quoted(text)) — write schema.table, e.g. public.orders"))
+                    continue
+                }
+                if let columnsNode = fields["group_column_names"] {
+                    let columnsPath = "\(itemPath).group_column_names"
+                    let columns = list(columnsNode, at: columnsPath).enumerated().compactMap { string($1, at: "\(columnsPath)[\($0)]") }
+                    if columns.isEmpty { errors.append(ConfigError(columnsPath, "list at least one column")) }
+                    groupColumns[table] = columns
+                }
+                continue
+            }
+            guard let text = string(item, at: itemPath) else { continue }
+            if let table = TableName(parsing: text) { tables.append(table) } else {
+                errors.append(ConfigError(itemPath, "\(quoted(text)) — write schema.table, e.g. public.orders"))
+            }
+        }
+    }
+
+    /// Sequin's sink `source`.
+    mutating func readSource(_ node: ConfigNode, at path: String) -> SinkSource? {
+        let keys = ["include_schemas", "exclude_schemas", "include_tables", "exclude_tables"]
+        guard let fields = mapping(node, at: path, allowed: keys) else { return nil }
+        func schemas(_ key: String) -> Set<String>? {
+            guard let node = fields[key] else { return nil }
+            let names = list(node, at: "\(path).\(key)").enumerated().compactMap { string($1, at: "\(path).\(key)[\($0)]") }
+            if names.isEmpty { errors.append(ConfigError("\(path).\(key)", "list at least one schema, or leave it out")) }
+            return Set(names)
+        }
+        func tables(_ key: String) -> Set<TableName>? {
+            guard let node = fields[key] else { return nil }
+            let names = tableList(node, at: "\(path).\(key)")
+            if names.isEmpty, case .sequence(let items) = node, items.isEmpty {
+                errors.append(ConfigError("\(path).\(key)", "list at least one table, or leave it out"))
+            }
+            return Set(names)
+        }
+        for (include, exclude) in [("include_schemas", "exclude_schemas"), ("include_tables", "exclude_tables")]
+        where fields[include] != nil && fields[exclude] != nil {
+            errors.append(ConfigError("\(path).\(exclude)", "cannot be set together with \(include) — keep one of them"))
+        }
+        return SinkSource(includeSchemas: schemas("include_schemas"), excludeSchemas: schemas("exclude_schemas"),
+                          includeTables: tables("include_tables"), excludeTables: tables("exclude_tables"))
+    }
+
+    /// `annotations:` — a mapping, written as a JSON object. YAML's plain scalars keep their YAML type
+    /// (numbers, true/false, null); everything else is a string.
+    mutating func annotations(_ node: ConfigNode, at path: String) -> String? {
+        guard case .mapping = node else {
+            if case .null = node { return "{}" }
+            errors.append(ConfigError(path, "must be a mapping, e.g. annotations: {team: billing}"))
+            return nil
+        }
+        var json = JSONWriter()
+        Self.writeJSON(node, to: &json)
+        return String(decoding: json.bytes, as: UTF8.self)
+    }
+
+    static func writeJSON(_ node: ConfigNode, to json: inout JSONWriter) {
+        switch node {
+        case .null:
+            json.null()
+        case .scalar(let text):
+            if text == "true" || text == "false" {
+                json.bool(text == "true")
+            } else if text.utf8.first.map({ $0 == UInt8(ascii: "-") || ($0 >= 0x30 && $0 <= 0x39) }) == true,
+                      text.utf8.withContiguousStorageIfAvailable({ ValueConverter.isJSONNumber($0) }) == true {
+                json.raw(text.utf8)
+            } else {
+                json.string(text)
+            }
+        case .sequence(let items):
+            json.raw(UInt8(ascii: "["))
+            for (index, item) in items.enumerated() {
+                if index > 0 { json.raw(UInt8(ascii: ",")) }
+                writeJSON(item, to: &json)
+            }
+            json.raw(UInt8(ascii: "]"))
+        case .mapping(let pairs):
+            json.raw(UInt8(ascii: "{"))
+            for (index, (key, value)) in pairs.enumerated() {
+                if index > 0 { json.raw(UInt8(ascii: ",")) }
+                json.key(key)
+                writeJSON(value, to: &json)
+            }
+            json.raw(UInt8(ascii: "}"))
+        }
     }
 
     // MARK: - Rules

@@ -21,11 +21,32 @@ public struct Message: Sendable {
 public struct ConsumerIdentity: Sendable, Hashable {
     public var id: String
     public var name: String
+    /// The sink's `annotations`, as JSON text.
+    public var annotations: String
 
     /// The id is derived from the name, so it stays the same across restarts and machines.
-    public init(name: String) {
+    public init(name: String, annotations: String = "{}") {
         self.name = name
         self.id = StableUUID.make(from: "sluice-sink:" + name)
+        self.annotations = annotations
+    }
+}
+
+/// The `metadata.database` block: `{"id","name","annotations","database","hostname"}`.
+public struct DatabaseIdentity: Sendable, Hashable {
+    public var id: String
+    public var name: String
+    public var annotations: String
+    public var database: String
+    public var hostname: String
+
+    /// `name` defaults to the database's own name; the id is derived from the name, like a consumer's.
+    public init(name: String?, annotations: String = "{}", database: String, hostname: String) {
+        self.name = name ?? database
+        self.id = StableUUID.make(from: "sluice-database:" + self.name)
+        self.annotations = annotations
+        self.database = database
+        self.hostname = hostname
     }
 }
 
@@ -33,13 +54,55 @@ public struct ConsumerIdentity: Sendable, Hashable {
 /// `{"record":…,"changes":…,"action":…,"metadata":{…}}`.
 public struct MessageEncoder: Sendable {
     public var consumer: ConsumerIdentity
-    public var databaseName: String
+    public var database: DatabaseIdentity
+    public var valueFormat: ValueFormat
     /// Every change of a transaction has the same commit time: format it once.
     private let timestamps = CommitTimestampCache()
+    /// The message's closing bytes: the consumer and database blocks and `"enrichment":null`, the same
+    /// for every message of the sink, so written once. Enrichment replaces the final `null`.
+    private let tail: [UInt8]
 
-    public init(consumer: ConsumerIdentity, databaseName: String) {
+    public init(consumer: ConsumerIdentity, database: DatabaseIdentity, valueFormat: ValueFormat = .sluice) {
         self.consumer = consumer
-        self.databaseName = databaseName
+        self.database = database
+        self.valueFormat = valueFormat
+        var json = JSONWriter(capacity: 256)
+        json.raw(",\"consumer\":{\"id\":")
+        json.string(consumer.id)
+        json.raw(",\"name\":")
+        json.string(consumer.name)
+        json.raw(",\"annotations\":")
+        json.raw(consumer.annotations.utf8)
+        json.raw("},\"database\":{\"id\":")
+        json.string(database.id)
+        json.raw(",\"name\":")
+        json.string(database.name)
+        json.raw(",\"annotations\":")
+        json.raw(database.annotations.utf8)
+        json.raw(",\"database\":")
+        json.string(database.database)
+        json.raw(",\"hostname\":")
+        json.string(database.hostname)
+        json.raw("},\"enrichment\":null}}")
+        tail = json.bytes
+    }
+
+    /// The bytes a message ends with when it has no enrichment: `null}}`.
+    public static let enrichmentPlaceholder: [UInt8] = Array("null}}".utf8)
+
+    /// The message value with `metadata.enrichment` set to `json` (which must be valid JSON).
+    public static func enriched(_ value: [UInt8], with json: [UInt8]) -> [UInt8] {
+        guard value.count >= enrichmentPlaceholder.count,
+              value.suffix(enrichmentPlaceholder.count).elementsEqual(enrichmentPlaceholder) else { return value }
+        var result = value
+        result.removeLast(enrichmentPlaceholder.count)
+        result.append(contentsOf: json)
+        result.append(contentsOf: "}}".utf8)
+        return result
+    }
+
+    @inline(__always) private func kind(_ column: Column) -> ValueKind {
+        valueFormat == .sluice ? column.kind : column.sequinKind
     }
 
     public func encode(_ change: Change, topic: String) -> Message {
@@ -82,7 +145,7 @@ public struct MessageEncoder: Sendable {
             if !first { json.raw(UInt8(ascii: ",")) }
             first = false
             json.key(columns[index].name)
-            ValueConverter.write(source.cells[index], of: source, kind: columns[index].kind, to: &json)
+            ValueConverter.write(source.cells[index], of: source, kind: kind(columns[index]), to: &json)
         }
         json.raw(UInt8(ascii: "}"))
 
@@ -101,7 +164,7 @@ public struct MessageEncoder: Sendable {
                     if !firstChange { json.raw(UInt8(ascii: ",")) }
                     firstChange = false
                     json.key(columns[index].name)
-                    ValueConverter.write(oldRow.cells[index], of: oldRow, kind: columns[index].kind, to: &json)
+                    ValueConverter.write(oldRow.cells[index], of: oldRow, kind: kind(columns[index]), to: &json)
                 }
             }
             json.raw(UInt8(ascii: "}"))
@@ -131,8 +194,10 @@ public struct MessageEncoder: Sendable {
             json.string(Base64.encode(Array("\(transaction.commitLSN.rawValue):\(change.commitIndex)".utf8)))
         }
         json.raw(",\"database_name\":")
-        json.string(databaseName)
-        json.raw(",\"transaction_annotations\":null,\"record_pks\":[")
+        json.string(database.database)
+        json.raw(",\"transaction_annotations\":")
+        if let annotations = change.transactionAnnotations { json.raw(annotations) } else { json.null() }
+        json.raw(",\"record_pks\":[")
         for (position, pk) in recordPKs.enumerated() {
             if position > 0 { json.raw(UInt8(ascii: ",")) }
             json.string(pk)
@@ -146,11 +211,7 @@ public struct MessageEncoder: Sendable {
             }
             json.raw(UInt8(ascii: "]"))
         }
-        json.raw(",\"consumer\":{\"id\":")
-        json.string(consumer.id)
-        json.raw(",\"name\":")
-        json.string(consumer.name)
-        json.raw(",\"annotations\":{}}}}")
+        json.raw(tail)
 
         return Message(key: MessageKey.make(recordPKs), value: json.bytes, topic: topic, recordPKs: recordPKs)
     }

@@ -35,6 +35,16 @@ public indirect enum ValueKind: Hashable, Sendable {
         }
     }
 
+    /// The same type as Sequin writes it: numeric as a JSON string of its digits (Sequin's decimals),
+    /// composites as their text form; arrays element by element; everything else as Sluice does.
+    public var sequinForm: ValueKind {
+        switch self {
+        case .numeric, .composite: .text
+        case .array(let element, let delimiter): .array(element: element.sequinForm, delimiter: delimiter)
+        default: self
+        }
+    }
+
     /// The kind for a built-in type OID, or nil when the OID is not built in (look it up in the catalog).
     public static func builtin(oid: UInt32) -> ValueKind? {
         let comma = UInt8(ascii: ",")
@@ -92,15 +102,19 @@ public struct Column: Hashable, Sendable {
     /// Part of the table's primary key, looked up in the catalog.
     public var isPrimaryKey: Bool
     public var kind: ValueKind
+    /// The kind under `value_format: sequin` (Sequin's value caster and JSON encoder).
+    public var sequinKind: ValueKind
 
     public init(name: String, typeOID: UInt32, typeModifier: Int32 = -1, isReplicaIdentity: Bool = false,
-                isPrimaryKey: Bool = false, kind: ValueKind? = nil) {
+                isPrimaryKey: Bool = false, kind: ValueKind? = nil, sequinKind: ValueKind? = nil) {
         self.name = name
         self.typeOID = typeOID
         self.typeModifier = typeModifier
         self.isReplicaIdentity = isReplicaIdentity
         self.isPrimaryKey = isPrimaryKey
-        self.kind = kind ?? ValueKind.builtin(oid: typeOID) ?? .text
+        let kind = kind ?? ValueKind.builtin(oid: typeOID) ?? .text
+        self.kind = kind
+        self.sequinKind = sequinKind ?? kind.sequinForm
     }
 }
 

@@ -46,7 +46,7 @@ enum ConfigFile {
     /// Compiles every declared function once: a syntax error, a chunk that fails, or a missing
     /// global function refuses the configuration, naming `functions[i].code` (or the file) and the line.
     static func compileProblems(_ functions: [FunctionConfig]) -> [ConfigError] {
-        functions.compactMap { function -> ConfigError? in
+        functions.filter { $0.kind != .enrichment }.compactMap { function -> ConfigError? in
             do {
                 _ = try UserFunction(function)
                 return nil

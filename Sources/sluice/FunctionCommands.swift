@@ -55,6 +55,9 @@ struct FnTest: ParsableCommand {
             fail("--function: \"\(function)\" is not declared in \(config)" + (names.isEmpty ? " (it declares no functions)" : " — declared: \(names)"),
                  code: 2)
         }
+        if declared.kind == .enrichment {
+            fail("--function: \"\(function)\" is an enrichment function: its SQL runs against the database, which fn test does not use — `sluice check` prepares it", code: 2)
+        }
         let sinkConfig = try chooseSink(loaded, for: declared)
         let compiled: UserFunction
         do { compiled = try UserFunction(declared) } catch { fail(error.message, code: 2) }
@@ -101,6 +104,8 @@ struct FnTest: ParsableCommand {
             let key = route.messageKey.map { String(decoding: $0, as: UTF8.self) }
                 ?? (defaultKey.map { "\($0) (the primary key)" } ?? "(the primary key)")
             return "topic: \(topic)\nmessage_key: \(key)"
+        case .enrichment:
+            fail("enrichment functions are not run by fn test", code: 2)
         }
     }
 

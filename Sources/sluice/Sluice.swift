@@ -15,6 +15,7 @@ struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Streams every row change of a PostgreSQL database into Kafka.",
+        version: SluiceVersion.current,
         subcommands: [Run.self, Check.self, Messages.self, Backfill.self, Fn.self, ImportSequin.self]
     )
 }
@@ -26,10 +27,16 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
-    func bootstrapLogging() {
+    @Option(help: "text, or json for one JSON object per line (default: log_format in the file, else text).")
+    var logFormat: LogFormat?
+
+    /// Logs to standard error in the format asked for on the command line, else in the file's `log_format`.
+    func bootstrapLogging(config: SluiceConfig) {
         let level = logLevel
+        let format = logFormat ?? config.logFormat
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler: any LogHandler = format == .json ? JSONLogHandler(label: label)
+                                                          : StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
@@ -47,6 +54,11 @@ struct CommonOptions: ParsableArguments {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}
+
+enum SluiceVersion {
+    static let current = "0.5.0"
+}
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stream changes until SIGTERM or SIGINT.")
@@ -54,8 +66,8 @@ struct Run: AsyncParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() async throws {
-        options.bootstrapLogging()
         let config = try options.loadConfig()
+        options.bootstrapLogging(config: config)
         let logger = Logger(label: "sluice")
         if let console = config.console, let (host, _) = Self.hostPort(console.listen), console.token.isEmpty,
            !ConsoleServer.isLoopback(host) {
@@ -117,8 +129,8 @@ struct Check: AsyncParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() async throws {
-        options.bootstrapLogging()
         let config = try options.loadConfig()
+        options.bootstrapLogging(config: config)
         var problems: [String] = []
         var report: [String] = []
         problems += PortMarkers.problems(in: config.functions)
@@ -127,6 +139,7 @@ struct Check: AsyncParsableCommand {
             let connection = try PostgresConnection(parameters: config.database.connectionParameters, applicationName: "sluice-check")
             let setup = ReplicationSetup(connection: connection, config: config.database)
             problems += try setup.problems().map(\.description)
+            problems += EnrichmentQuery.problems(of: config, on: connection)
             let stream = try ReplicationStream(parameters: config.database.connectionParameters)
             let identity = try stream.identifySystem()
             report.append("database: connected to \(identity.databaseName), replication allowed, server WAL at \(identity.walPosition)")

@@ -603,13 +603,21 @@ extension ConfigReaderTests {
             == [#"functions[0].name: "none" means no function — choose another name"#])
     }
 
-    @Test func functionTypes() {
-        #expect(Self.errors(functions: [Self.function("lookup", "enrichment", [("code", s("select 1"))])])
-            == [#"functions[0].type: "enrichment" — enrichment functions are not supported by this version of Sluice yet"#])
+    @Test func functionTypes() throws {
+        let lookup = Self.function("lookup", "enrichment", [("code", s("SELECT id, name FROM accounts WHERE id = ANY($1)")),
+                                                           ("statement_timeout", s("2s"))])
+        let config = try Self.read(Self.root(functions: [lookup], uses: [("enrichment", s("lookup"))]))
+        #expect(config.sinks[0].enrichment?.code == "SELECT id, name FROM accounts WHERE id = ANY($1)")
+        #expect(config.sinks[0].enrichment?.statementTimeout == 2)
+        #expect(config.functions[0].kind == .enrichment)
+        #expect(Self.errors(functions: [Self.paidOnly], uses: [("enrichment", s("paid-only"))])
+            == [#"sinks[0].enrichment: "paid-only" is a filter function — this takes a enrichment function"#])
+        #expect(Self.errors(functions: [Self.function("lookup", "enrichment")])
+            == ["functions[0]: give code: the SQL query, with $1 for the batch's primary-key values (e.g. WHERE u.id = ANY($1))"])
         #expect(Self.errors(functions: [Self.function("double", "map", [("code", s("x"))])])
-            == [#"functions[0].type: "map" — use filter, transform, path or routing"#])
+            == [#"functions[0].type: "map" — use filter, transform, path, routing or enrichment"#])
         #expect(Self.errors(functions: [.mapping([("name", s("paid-only")), ("code", s(Self.paidOnlyCode))])])
-            == ["functions[0].type: is required: filter, transform, path or routing"])
+            == ["functions[0].type: is required: filter, transform, path, routing or enrichment"])
         #expect(Self.errors(functions: [Self.function("paid-only", "filter", [("code", s(Self.paidOnlyCode)), ("langauge", s("lua"))])])
             == ["functions[0].langauge: unknown field — remove it"])
     }
@@ -667,5 +675,70 @@ extension ConfigReaderTests {
 
         let withTopic = try Self.read(Self.root(functions: [Self.byRegion], uses: [("routing", s("by-region"))]))
         #expect(withTopic.sinks[0].destination.topic == "orders")
+    }
+}
+
+// MARK: - Sequin's sink syntax, annotations, value format, log format
+
+extension ConfigReaderTests {
+    @Test func sinkSourceIncludesAndExcludes() throws {
+        let source = map(["include_schemas": seq(s("public"), s("sales")), "exclude_tables": seq(s("public.jobs"))])
+        let config = try Self.read(Self.root(sinks: [Self.sink(tables: nil, extra: [("source", source)])]))
+        let sink = config.sinks[0]
+        #expect(sink.accepts(table: TableName(schema: "public", name: "orders"), action: .insert))
+        #expect(sink.accepts(table: TableName(schema: "sales", name: "invoices"), action: .insert))
+        #expect(!sink.accepts(table: TableName(schema: "public", name: "jobs"), action: .insert))
+        #expect(!sink.accepts(table: TableName(schema: "private", name: "keys"), action: .insert))
+
+        let excluding = map(["exclude_schemas": seq(s("audit")), "include_tables": seq(s("public.orders"), s("audit.log"))])
+        let other = try Self.read(Self.root(sinks: [Self.sink(tables: nil, extra: [("source", excluding)])])).sinks[0]
+        #expect(other.accepts(table: TableName(schema: "public", name: "orders"), action: .update))
+        #expect(!other.accepts(table: TableName(schema: "audit", name: "log"), action: .update))
+        #expect(!other.accepts(table: TableName(schema: "public", name: "users"), action: .update))
+
+        let both = map(["include_schemas": seq(s("public")), "exclude_schemas": seq(s("audit"))])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(tables: nil, extra: [("source", both)])]))
+            == ["sinks[0].source.exclude_schemas: cannot be set together with include_schemas — keep one of them"])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(tables: nil, extra: [("source", map(["include_table": seq(s("a"))]))])]))
+            == ["sinks[0].source.include_table: unknown field — did you mean include_tables?"])
+    }
+
+    @Test func sequinTablesFormSetsGroupColumns() throws {
+        let tables = seq(map(["name": s("public.orders"), "group_column_names": seq(s("account_id"))]))
+        let config = try Self.read(Self.root(sinks: [Self.sink(tables: tables)]))
+        #expect(config.sinks[0].groupColumns == [TableName(schema: "public", name: "orders"): ["account_id"]])
+        #expect(config.sinks[0].tables.isEmpty) // Sequin's form configures, `source` selects
+        #expect(Self.errors(Self.root(sinks: [Self.sink(tables: tables, extra: [("message_grouping", s("false"))])]))
+            == ["sinks[0].message_grouping: is false while group columns are set for public.orders — remove them, or turn grouping on"])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(tables: seq(map(["group_column_names": seq(s("a"))])))]))
+            == ["sinks[0].tables[0].name: is required: schema.table, e.g. public.orders"])
+    }
+
+    @Test func statusAnnotationsAndValueFormat() throws {
+        let annotations = map(["team": s("billing"), "tier": s("2"), "pager": s("true"), "tags": seq(s("a"), s("b")),
+                               "owner": map(["name": s("Ada \"A\"")])])
+        let config = try Self.read(Self.root(
+            database: Self.database(extra: [("name", s("prod-db")), ("annotations", map(["region": s("eu-1")]))]),
+            sinks: [Self.sink(extra: [("status", s("disabled")), ("annotations", annotations), ("value_format", s("sequin"))])]))
+        #expect(config.database.name == "prod-db")
+        #expect(config.database.annotations == #"{"region":"eu-1"}"#)
+        #expect(!config.sinks[0].enabled)
+        #expect(config.sinks[0].annotations == #"{"team":"billing","tier":2,"pager":true,"tags":["a","b"],"owner":{"name":"Ada \"A\""}}"#)
+        #expect(config.sinks[0].valueFormat == .sequin)
+        let defaults = try Self.read(Self.root())
+        #expect(defaults.sinks[0].enabled && defaults.sinks[0].annotations == "{}" && defaults.sinks[0].valueFormat == .sluice)
+        #expect(defaults.database.name == nil && defaults.database.annotations == "{}" && defaults.logFormat == .text)
+
+        #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("status", s("paused"))])]))
+            == [#"sinks[0].status: "paused" — use active or disabled"#])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("value_format", s("debezium"))])]))
+            == [#"sinks[0].value_format: "debezium" — use sluice (exact JSON values) or sequin (Sequin's forms)"#])
+        #expect(Self.errors(Self.root(sinks: [Self.sink(extra: [("annotations", s("team"))])]))
+            == ["sinks[0].annotations: must be a mapping, e.g. annotations: {team: billing}"])
+    }
+
+    @Test func logFormat() throws {
+        #expect(try Self.read(Self.root(extra: [("log_format", s("json"))])).logFormat == .json)
+        #expect(Self.errors(Self.root(extra: [("log_format", s("xml"))])) == [#"log_format: "xml" — use text or json"#])
     }
 }

@@ -68,12 +68,14 @@ struct KafkaDestinationRulesTests {
 
     @Test func sinkDeliverySettings() throws {
         let config = try Self.read(Self.root(destination: [], sink: [
-            ("park_after", Self.s("30s")), ("message_grouping", Self.s("false")),
+            ("park_after", Self.s("30s")),
             ("group_columns", .mapping([("public.orders", .sequence([Self.s("customer_id")]))])),
         ])).get()
         let sink = config.sinks[0]
         #expect(sink.parkAfter == 30)
-        #expect(sink.messageGrouping == false)
+        #expect(sink.messageGrouping)
+        let ungrouped = try Self.read(Self.root(destination: [], sink: [("message_grouping", Self.s("false"))])).get()
+        #expect(ungrouped.sinks[0].messageGrouping == false)
         #expect(sink.groupColumns == [TableName(schema: "public", name: "orders"): ["customer_id"]])
         #expect(try Self.read(Self.root(destination: [])).get().sinks[0].parkAfter == 120)
         #expect(Self.errors(Self.root(destination: [], sink: [("park_after", Self.s("soon"))]))

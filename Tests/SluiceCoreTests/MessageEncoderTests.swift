@@ -7,7 +7,7 @@ struct MessageEncoderTests {
     // 2026-11-29T10:00:00.123456Z as microseconds since 2000-01-01 UTC.
     static let commitMicros: Int64 = (1_795_946_400 - 946_684_800) * 1_000_000 + 123_456
     static let transaction = TransactionInfo(xid: 771, commitLSN: LSN(24_023_128), commitTimestamp: commitMicros)
-    static let encoder = MessageEncoder(consumer: ConsumerIdentity(name: "orders-to-kafka"), databaseName: "app")
+    static let encoder = MessageEncoder(consumer: ConsumerIdentity(name: "orders-to-kafka"), database: DatabaseIdentity(name: nil, database: "app", hostname: "db.local"))
 
     /// public.users(id int4 PK, name text, score numeric)
     static func users(identity: Relation.ReplicaIdentity = .default) -> Relation {
@@ -33,13 +33,16 @@ struct MessageEncoderTests {
         let message = Self.encoder.encode(
             Self.change(.insert, Self.users(), new: Tuple(texts: ["7", "Ada", "12.50"]), old: nil), topic: "orders")
         let consumer = ConsumerIdentity(name: "orders-to-kafka")
+        let database = DatabaseIdentity(name: nil, database: "app", hostname: "db.local")
         let key = Data("24023128:0".utf8).base64EncodedString()
         #expect(Self.text(message) == """
             {"record":{"id":7,"name":"Ada","score":12.50},"changes":null,"action":"insert",\
             "metadata":{"table_schema":"public","table_name":"users","commit_timestamp":"2026-11-29T10:00:00.123456Z",\
             "commit_lsn":24023128,"commit_idx":0,"idempotency_key":"\(key)","database_name":"app",\
             "transaction_annotations":null,"record_pks":["7"],\
-            "consumer":{"id":"\(consumer.id)","name":"orders-to-kafka","annotations":{}}}}
+            "consumer":{"id":"\(consumer.id)","name":"orders-to-kafka","annotations":{}},\
+            "database":{"id":"\(database.id)","name":"app","annotations":{},"database":"app","hostname":"db.local"},\
+            "enrichment":null}}
             """)
         #expect(message.topic == "orders")
         #expect(message.key == Array("7".utf8))
@@ -60,7 +63,7 @@ struct MessageEncoderTests {
         let metadata = try #require(json["metadata"] as? [String: Any])
         #expect(Set(metadata.keys) == ["table_schema", "table_name", "commit_timestamp", "commit_lsn", "commit_idx",
                                        "idempotency_key", "database_name", "transaction_annotations", "record_pks",
-                                       "consumer"])
+                                       "consumer", "database", "enrichment"])
         #expect(metadata["table_schema"] as? String == "public")
         #expect(metadata["table_name"] as? String == "users")
         #expect(metadata["commit_timestamp"] as? String == "2026-11-29T10:00:00.123456Z")
@@ -76,6 +79,59 @@ struct MessageEncoderTests {
         #expect(consumer["name"] as? String == "orders-to-kafka")
         #expect(consumer["id"] as? String == ConsumerIdentity(name: "orders-to-kafka").id)
         #expect((consumer["annotations"] as? [String: Any])?.isEmpty == true)
+        let database = try #require(metadata["database"] as? [String: Any])
+        #expect(Set(database.keys) == ["id", "name", "annotations", "database", "hostname"])
+        #expect(database["name"] as? String == "app")
+        #expect(database["database"] as? String == "app")
+        #expect(database["hostname"] as? String == "db.local")
+        #expect(database["id"] as? String == DatabaseIdentity(name: "app", database: "other", hostname: "x").id)
+        #expect(metadata["enrichment"] is NSNull)
+    }
+
+    @Test func annotationsNamesAndEnrichment() throws {
+        let encoder = MessageEncoder(
+            consumer: ConsumerIdentity(name: "orders", annotations: #"{"team":"billing","tier":2}"#),
+            database: DatabaseIdentity(name: "prod-db", annotations: #"{"region":"eu"}"#, database: "app", hostname: "10.0.0.5"))
+        var change = Self.change(.insert, Self.users(), new: Tuple(texts: ["7", "Ada", "1"]), old: nil)
+        change.transactionAnnotations = Array(#"{"user":"paul","request_id":"req_1"}"#.utf8)
+        let message = encoder.encode(change, topic: "t")
+        let metadata = try #require(Self.object(message)["metadata"] as? [String: Any])
+        let consumer = try #require(metadata["consumer"] as? [String: Any])
+        #expect(consumer["annotations"] as? NSDictionary == ["team": "billing", "tier": 2] as NSDictionary)
+        let database = try #require(metadata["database"] as? [String: Any])
+        #expect(database["name"] as? String == "prod-db")
+        #expect(database["database"] as? String == "app")
+        #expect(database["hostname"] as? String == "10.0.0.5")
+        #expect(database["annotations"] as? [String: String] == ["region": "eu"])
+        #expect(metadata["database_name"] as? String == "app")
+        #expect(metadata["transaction_annotations"] as? [String: String] == ["user": "paul", "request_id": "req_1"])
+
+        let enriched = Message(key: message.key, value: MessageEncoder.enriched(message.value, with: Array(#"{"account_name":"Acme"}"#.utf8)),
+                               topic: "t", recordPKs: message.recordPKs)
+        let enrichedMetadata = try #require(Self.object(enriched)["metadata"] as? [String: Any])
+        #expect(enrichedMetadata["enrichment"] as? [String: String] == ["account_name": "Acme"])
+        #expect(enrichedMetadata["consumer"] as? NSDictionary == consumer as NSDictionary)
+    }
+
+    @Test func sequinValueFormat() throws {
+        let relation = Relation(id: 9, schema: "public", name: "prices", replicaIdentity: .default, columns: [
+            Column(name: "id", typeOID: 23, isReplicaIdentity: true, isPrimaryKey: true),
+            Column(name: "price", typeOID: 1700),
+            Column(name: "prices", typeOID: 1231),
+            Column(name: "cash", typeOID: 790),
+            Column(name: "address", typeOID: 99_001, kind: .composite(fields: [.init(name: "city", kind: .text),
+                                                                             .init(name: "zip", kind: .integer)])),
+        ])
+        let row = Tuple(texts: ["1", "19.990", "{1.50,NaN}", "$1,234.56", "(Paris,75001)"])
+        let sluice = try Self.object(Self.encoder.encode(Self.change(.insert, relation, new: row, old: nil), topic: "t"))
+        let sequinEncoder = MessageEncoder(consumer: ConsumerIdentity(name: "orders-to-kafka"),
+                                           database: DatabaseIdentity(name: nil, database: "app", hostname: "db.local"),
+                                           valueFormat: .sequin)
+        let sequinMessage = sequinEncoder.encode(Self.change(.insert, relation, new: row, old: nil), topic: "t")
+        #expect(Self.text(sequinMessage).hasPrefix(#"{"record":{"id":1,"price":"19.990","prices":["1.50","NaN"],"cash":"$1,234.56","address":"(Paris,75001)"}"#))
+        let sluiceRecord = try #require(sluice["record"] as? [String: Any])
+        #expect(sluiceRecord["price"] as? Double == 19.99)
+        #expect((sluiceRecord["address"] as? [String: Any])?["zip"] as? Int == 75001)
     }
 
     @Test func recordKeepsColumnOrder() throws {
@@ -259,7 +315,7 @@ struct MessageEncoderTests {
         let relation = Relation(id: 6, schema: "we\"ird", name: "tab\\le", replicaIdentity: .default, columns: [
             Column(name: "i\"d", typeOID: 25, isReplicaIdentity: true, isPrimaryKey: true),
         ])
-        let encoder = MessageEncoder(consumer: ConsumerIdentity(name: "sink \"x\""), databaseName: "d\nb")
+        let encoder = MessageEncoder(consumer: ConsumerIdentity(name: "sink \"x\""), database: DatabaseIdentity(name: nil, database: "d\nb", hostname: "h"))
         let message = encoder.encode(Self.change(.insert, relation, new: Tuple(texts: ["k\"1"]), old: nil), topic: "t")
         let json = try Self.object(message)
         let record = try #require(json["record"] as? [String: Any])

@@ -28,12 +28,13 @@ public final class BackfillManager: @unchecked Sendable {
     public func resumeAndStartInitial() {
         do {
             for record in try ledger.backfills() where record.state == .active {
-                guard let sink = config.sinks.first(where: { $0.name == record.sink }) else { continue }
+                guard let sink = config.sinks.first(where: { $0.name == record.sink }), sink.enabled else { continue }
                 do { try launch(record, sink: sink) } catch {
                     logger.error("could not resume a backfill", metadata: ["backfill": "\(record.id)", "error": "\(error)"])
                 }
             }
-            for sink in config.sinks where try ledger.markSeen(sink: sink.name) {
+            for sink in config.sinks where sink.enabled {
+                guard try ledger.markSeen(sink: sink.name) else { continue }
                 guard let specs = sink.initialBackfill else { continue }
                 let tables = specs.isEmpty ? try tablesOf(sink).map { BackfillSpec(table: $0) } : specs
                 for spec in tables {
@@ -54,6 +55,9 @@ public final class BackfillManager: @unchecked Sendable {
     public func start(sink name: String, tables: [String], sortColumn: String?, startPosition: String?) throws(InspectionError) -> [BackfillRecord] {
         guard let sink = config.sinks.first(where: { $0.name == name }) else {
             throw InspectionError(.notFound, "no sink named \(name) — sinks: \(config.sinks.map(\.name).joined(separator: ", "))")
+        }
+        if !sink.enabled {
+            throw InspectionError(.conflict, "sink \(name) is disabled (status: disabled) — set status: active and restart to backfill it")
         }
         if startPosition != nil && sortColumn == nil {
             throw InspectionError(.badRequest, "start_position: needs sort_column (a partial backfill sends rows with sort_column >= start_position)")
@@ -171,12 +175,13 @@ public final class BackfillManager: @unchecked Sendable {
 
     /// The sink's tables: its `tables`, or every table of the publication.
     private func tablesOf(_ sink: SinkConfig) throws -> [TableName] {
-        if !sink.tables.isEmpty { return sink.tables }
+        if !sink.tables.isEmpty { return sink.tables.filter { sink.source.contains($0) } }
         let connection = try PostgresConnection(parameters: config.database.connectionParameters, applicationName: "sluice-backfill")
         return try connection.query("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2",
                                     [config.database.publicationName]).rows.compactMap { row in
             guard let schema = row[0], let name = row[1] else { return nil }
-            return TableName(schema: schema, name: name)
+            let table = TableName(schema: schema, name: name)
+            return sink.source.contains(table) ? table : nil
         }
     }
 }
