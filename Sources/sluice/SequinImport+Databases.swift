@@ -72,7 +72,7 @@ extension SequinImport {
         pairs.append(("slot", .map(try replicationObject("slot", oldKey: "slot_name", node: node, at: path))))
         pairs.append(("publication", .map(try replicationObject("publication", oldKey: "publication_name", node: node, at: path))))
 
-        for (key, value) in node.pairs ?? [] {
+        for (key, value) in node.pairs ?? [] where Self.isWorthANote(key, value) {
             if let reason = Self.databaseReasons[key] {
                 if Self.isDefault(key, value) { continue }
                 note("\(path).\(key)", "skipped — " + reason)
@@ -94,7 +94,7 @@ extension SequinImport {
             throw Failure(path: "\(path).\(key).name", message: "is required (Sequin needs it too)")
         }
         let create = block?["create_if_not_exists"]?.boolean ?? .bool(false)
-        for (field, _) in block?.pairs ?? [] where !["name", "create_if_not_exists"].contains(field) {
+        for (field, value) in block?.pairs ?? [] where !["name", "create_if_not_exists"].contains(field) && Self.isWorthANote(field, value) {
             switch field {
             case "init_sql":
                 note("\(path).\(key).init_sql", "skipped — Sluice creates a missing publication FOR ALL TABLES (or FOR TABLE over publication.tables) with publish_via_partition_root; run this SQL yourself before the first start if you need it")
@@ -121,7 +121,6 @@ extension SequinImport {
         "await_database": "Sluice has no start-up wait for the database: start it once the database accepts connections",
         "primary": "Sluice has no separate primary connection: it reads the slot on database and writes its heartbeats there",
         "tables": "Sequin ignores it too",
-        "id": "an identifier from a Sequin export, not a setting",
     ]
 
     /// Settings at the value that means "off" need no note: Sluice behaves the same.

@@ -29,8 +29,9 @@ extension SequinImport {
                 note(label, "skipped — another function has the same name (Sequin would update that one instead)")
                 continue
             }
-            for (field, _) in fields.pairs ?? [] where !["name", "type", "description", "code", "file", "path", "sink_type"].contains(field) {
-                note("\(path).\(field)", "skipped — " + (field == "id" ? "an identifier from a Sequin export, not a setting" : "not a Sequin function setting"))
+            for (field, value) in fields.pairs ?? [] where !["name", "type", "description", "code", "file", "path", "sink_type"].contains(field)
+                && Self.isWorthANote(field, value) {
+                note("\(path).\(field)", "skipped — not a Sequin function setting")
             }
             function.output = try declaration(fields, name: name, type: type, label: label, at: path)
         }

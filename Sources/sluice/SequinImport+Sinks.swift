@@ -74,7 +74,8 @@ extension SequinImport {
         if let backfill = readInitialBackfill(node["initial_backfill"], at: "\(path).initial_backfill") {
             pairs.append(("initial_backfill", backfill))
         }
-        for (key, _) in node.pairs ?? [] where !Self.sinkKeys.contains(key) {
+        for (key, value) in node.pairs ?? [] where !Self.sinkKeys.contains(key) && Self.isWorthANote(key, value)
+            && !Self.isSluiceBehaviour(key, value) {
             note("\(path).\(key)", "skipped — " + (Self.sinkReasons[key] ?? "not a Sequin sink setting"))
         }
         pairs.append(("value_format", .string("sequin")))
@@ -97,14 +98,12 @@ extension SequinImport {
         "active_backfill": "Sequin ignores it too",
         "active_backfills": "Sequin ignores it too",
         "message_kind": "Sequin ignores it too",
-        "health": "status from a Sequin export, not a setting",
-        "id": "an identifier from a Sequin export, not a setting",
-        "inserted_at": "a time stamp from a Sequin export, not a setting",
-        "updated_at": "a time stamp from a Sequin export, not a setting",
-        "account_id": "an identifier from a Sequin export, not a setting",
-        "replication_slot_id": "an identifier from a Sequin export, not a setting",
-        "sequence_id": "an identifier from a Sequin export, not a setting",
     ]
+
+    /// Values that name what Sluice does anyway (as a Sequin export writes them): no line.
+    static func isSluiceBehaviour(_ key: String, _ value: ConfigNode) -> Bool {
+        (key == "timestamp_format" && value.text == "iso8601") || (key == "load_shedding_policy" && value.text == "pause_on_full")
+    }
 
     // MARK: - Tables
 
@@ -119,7 +118,7 @@ extension SequinImport {
         if let source = node["source"] {
             if node["schema"] != nil { note("\(path).schema", "skipped — source: is given too, and Sequin uses that") }
             var pairs: [(String, YAMLValue)] = []
-            for (key, value) in source.pairs ?? [] {
+            for (key, value) in source.pairs ?? [] where Self.isWorthANote(key, value) {
                 if ["include_schemas", "exclude_schemas", "include_tables", "exclude_tables"].contains(key) {
                     if let list = value.strings { pairs.append((key, list)) }
                 } else {
@@ -145,7 +144,9 @@ extension SequinImport {
                 for (key, value) in item.pairs ?? [] {
                     switch key {
                     case "name": if let text = value.text { pairs.append((key, .string(text))) }
-                    case "group_column_names": if let list = value.strings { pairs.append((key, list)) }
+                    case "group_column_names":
+                        // An export writes [] for "the primary key", which Sluice takes as leaving it out.
+                        if let list = value.strings, list != .list([]) { pairs.append((key, list)) }
                     default: note("\(path).tables[\(index)].\(key)", "skipped — not a Sequin table setting")
                     }
                 }
@@ -209,7 +210,7 @@ extension SequinImport {
             pairs.append(("batch_size", batch))
         }
         let known: Set<String> = ["type", "hosts", "topic", "tls", "username", "password", "sasl_mechanism", "compression", "batch_size"]
-        for (key, _) in node.pairs ?? [] where !known.contains(key) {
+        for (key, value) in node.pairs ?? [] where !known.contains(key) && Self.isWorthANote(key, value) {
             if key.hasPrefix("aws_") {
                 note("\(path).\(key)", "skipped — Sluice has no AWS MSK IAM authentication")
             } else {

@@ -140,6 +140,21 @@ struct SequinImport {
         }.map(\.element)
     }
 
+    /// Bookkeeping that `sequin config export` adds and Sequin ignores when it loads the file: no
+    /// setting, so no line.
+    static let exportFields: Set<String> = ["id", "health", "inserted_at", "updated_at", "account_id", "replication_slot_id", "sequence_id"]
+
+    /// Whether a key not carried over deserves a line: it is set (not null, not an empty list) and
+    /// is not export bookkeeping.
+    static func isWorthANote(_ key: String, _ value: ConfigNode) -> Bool {
+        if exportFields.contains(key) { return false }
+        switch value {
+        case .null: return false
+        case .sequence(let items): return !items.isEmpty
+        default: return true
+        }
+    }
+
     /// `sinks[2] (webhook "audit")`: the item's place, kind and name.
     static func label(_ path: String, kind: String?, name: String) -> String {
         let parts = [kind.map { String(shown($0).dropFirst().dropLast()) }, name.isEmpty ? nil : shown(name)].compactMap { $0 }

@@ -3,8 +3,9 @@ indirect enum YAMLValue {
     /// Text: written plain when YAML reads it back as the same string, otherwise double-quoted;
     /// multi-line text becomes a `|` block.
     case string(String)
-    /// A scalar copied from the input whose type we do not know (annotation values): plain when
-    /// that is valid YAML, so `5` stays a number and `true` a boolean, else double-quoted.
+    /// A scalar copied from the input whose type only its text tells (annotation values, which Sluice
+    /// types as JSON does): plain for `5`, `true` and `null`, so YAML tools read them alike; quoted
+    /// for text YAML alone would type (`yes`, `0755`).
     case verbatim(String)
     case bool(Bool)
     case int(Int)
@@ -96,7 +97,7 @@ enum YAMLWriter {
         for item in items {
             switch item {
             case .string(let text) where isPlainSafe(text) && !looksTyped(text): parts.append(text)
-            case .verbatim(let text) where isPlainSafe(text): parts.append(text)
+            case .verbatim(let text) where isPlainVerbatim(text): parts.append(text)
             case .bool, .int: parts.append(inlineScalar(item))
             default: return nil
             }
@@ -112,7 +113,7 @@ enum YAMLWriter {
         case .bool(let flag): flag ? "true" : "false"
         case .int(let number): String(number)
         case .string(let text): isPlainSafe(text) && !looksTyped(text) ? text : doubleQuoted(text)
-        case .verbatim(let text): isPlainSafe(text) ? text : doubleQuoted(text)
+        case .verbatim(let text): isPlainVerbatim(text) ? text : doubleQuoted(text)
         case .list, .map: "~"  // not reached: collections are written by writeValue
         }
     }
@@ -133,6 +134,31 @@ enum YAMLWriter {
         }
         guard text.unicodeScalars.allSatisfy(allowed) else { return false }
         return !["-", ":", "@", "~", "="].contains(first) && !text.contains("::")
+    }
+
+    /// Plain when YAML reads it as what JSON would: text, `true`, `false`, `null` or a JSON number.
+    static func isPlainVerbatim(_ text: String) -> Bool {
+        if isJSONNumber(text) { return true }
+        return isPlainSafe(text) && (!looksTyped(text) || ["true", "false", "null"].contains(text))
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    static func isJSONNumber(_ text: String) -> Bool {
+        var rest = Substring(text)
+        func digits() -> Int {
+            let count = rest.prefix(while: { $0.isASCII && $0.isNumber }).count
+            rest = rest.dropFirst(count)
+            return count
+        }
+        if rest.hasPrefix("-") { rest = rest.dropFirst() }
+        if rest.hasPrefix("0") { rest = rest.dropFirst() } else if digits() == 0 { return false }
+        if rest.hasPrefix(".") { rest = rest.dropFirst(); if digits() == 0 { return false } }
+        if let e = rest.first, e == "e" || e == "E" {
+            rest = rest.dropFirst()
+            if let sign = rest.first, sign == "+" || sign == "-" { rest = rest.dropFirst() }
+            if digits() == 0 { return false }
+        }
+        return rest.isEmpty
     }
 
     /// True when a plain scalar of this text would be read as null, a boolean or a number (YAML 1.1 or 1.2).
