@@ -60,6 +60,7 @@ extension SequinImport {
             pairs.append(("dbname", .string(dbname)))
             pairs.append(("user", .string(node["username"]?.text ?? "postgres")))
             pairs.append(("password", .string(node["password"]?.text ?? "postgres")))
+            if let password = node["password"]?.text { noteIfMasked(password, at: "\(path).password") }
             if ssl == .bool(true) {
                 note("\(path).ssl", "skipped — Sluice's database section has no ssl field: set PGSSLMODE=require where sluice runs, or give a url ending in ?sslmode=require")
             }

@@ -193,6 +193,7 @@ extension SequinImport {
         for key in ["username", "password"] {
             if let text = node[key]?.text { pairs.append((key, .string(text))) }
         }
+        if let password = node["password"]?.text { noteIfMasked(password, at: "\(path).password") }
         if let mechanism = node["sasl_mechanism"]?.text {
             if mechanism == "aws_msk_iam" {
                 note("\(path).sasl_mechanism", "skipped — Sluice has no AWS MSK IAM authentication; use SASL/SCRAM (username, password, sasl_mechanism)")

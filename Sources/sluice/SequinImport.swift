@@ -155,6 +155,13 @@ struct SequinImport {
         }
     }
 
+    /// A password as `sequin config export` masks it without its sensitive-values option (`Bf8***…***x2`):
+    /// copied, but named, since it will not log in. The value itself is never shown.
+    mutating func noteIfMasked(_ secret: String, at path: String) {
+        guard secret.contains("***"), !secret.contains("${") else { return }
+        note(path, "copied, but it looks masked by a Sequin export — write the real value or a ${VAR} reference")
+    }
+
     /// `sinks[2] (webhook "audit")`: the item's place, kind and name.
     static func label(_ path: String, kind: String?, name: String) -> String {
         let parts = [kind.map { String(shown($0).dropFirst().dropLast()) }, name.isEmpty ? nil : shown(name)].compactMap { $0 }

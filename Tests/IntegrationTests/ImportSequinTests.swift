@@ -416,6 +416,76 @@ struct ImportSequinTests {
         }
     }
 
+    /// What `sequin config export` writes: ids, health, nulls and defaults. Only real settings get a line.
+    @Test func anExportImportsWithoutNoise() throws {
+        let environment = try TestEnvironment.current()
+        let run = try SequinImportRun.text("""
+            databases:
+              - id: "3f1c"
+                name: "app"
+                username: "postgres"
+                password: "**********"
+                hostname: "db.internal"
+                database: "app"
+                slot: { name: "sequin_slot" }
+                publication: { name: "sequin_pub" }
+                port: 5432
+                pool_size: 10
+                ssl: false
+                ipv6: false
+                use_local_tunnel: false
+            functions:
+              - { name: "record-only", description: null, type: "path", path: "record" }
+            sinks:
+              - id: "9a2b"
+                name: "orders"
+                database: "app"
+                status: "active"
+                actions: ["insert", "update", "delete"]
+                destination: { type: "kafka", hosts: "kafka:9092", topic: "orders", tls: false, compression: "none" }
+                batch_size: 1
+                filter: "none"
+                transform: "record-only"
+                routing: "none"
+                enrichment: "none"
+                timestamp_format: "iso8601"
+                active_backfills: []
+                max_retry_count: null
+                load_shedding_policy: "pause_on_full"
+                message_grouping: true
+                annotations: {}
+                source: { include_schemas: null, exclude_schemas: null, include_tables: null, exclude_tables: null }
+                tables: [{ name: "public.orders", group_column_names: [] }]
+                health: { name: "Sink", status: "healthy", checks: [] }
+            """, environment)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderrLines == [
+            "databases[0].password: copied, but it looks masked by a Sequin export — write the real value or a ${VAR} reference",
+            "databases[0].pool_size: skipped — Sluice has no connection pool: it opens one replication connection and one for queries",
+        ])
+        let sink = try run.document()["sinks"][0]
+        #expect(!sink["source"].exists)
+        #expect(sink["tables"][0].keys == ["name"])
+        #expect(sink["destination"]["batch_size"].int == 1)
+        #expect(sink["enrichment"].string == "none")
+        #expect(try run.document()["functions"][0].keys == ["name", "path", "type"])
+    }
+
+    @Test func aURLWithoutUserTakesSequinsDefaults() throws {
+        let environment = try TestEnvironment.current()
+        let run = try SequinImportRun.text("""
+            databases:
+              - { name: "app", url: "postgres://db.internal:5432/app", slot: { name: s }, publication: { name: p } }
+            sinks:
+              - { name: "orders", database: "app", destination: { type: "kafka", hosts: "kafka:9092", topic: "orders" } }
+            """, environment)
+        #expect(run.status == 0, "\(run.stderr)")
+        let database = try run.document()["database"]
+        #expect(database["url"].string == "postgres://db.internal:5432/app")
+        #expect(database["user"].string == "postgres")
+        #expect(database["password"].string == "postgres")
+    }
+
     @Test func existingFilesAreReplacedOnlyWithForce() throws {
         let environment = try TestEnvironment.current()
         let first = try SequinImportRun.sample("kafka-sasl-tls.yml", environment)
