@@ -139,7 +139,8 @@ extension SequinImport {
             if olderGroups != nil { note("\(path).group_column_names", "skipped — tables: is given too, and its group_column_names are used") }
             var entries: [YAMLValue] = []
             for (index, item) in (tables.items ?? [tables]).enumerated() {
-                if let text = item.text { entries.append(.string(text)); continue }
+                // Sequin's entries only configure a table; a bare name in Sluice would narrow the sink.
+                if let text = item.text { entries.append(.map([("name", .string(text))])); continue }
                 var pairs: [(String, YAMLValue)] = []
                 for (key, value) in item.pairs ?? [] {
                     switch key {

@@ -69,40 +69,31 @@ struct SequinImport {
             throw Failure(path: "sinks", message: "\(found) — Sluice only has Kafka sinks (destination type: kafka), so there is nothing to write")
         }
 
-        var outputs: [Output] = []
-        var usedFunctions: Set<String> = []
-        var tags: Set<String> = []
-        for database in databases {
-            let own = sinks.filter { $0.database == database.name }
-            guard !own.isEmpty else {
-                note(database.path, "skipped — no Kafka sink reads from it")
-                continue
-            }
-            let referenced = Set(own.flatMap(\.functionNames))
-            let declared = functions.filter { $0.output != nil && referenced.contains($0.name) }
-            usedFunctions.formUnion(declared.map(\.name))
-            var document: [(String, YAMLValue)] = [("database", .map(database.pairs))]
-            document.append(("state", .map([("path", .string("./sluice-state.sqlite"))])))
-            if !declared.isEmpty { document.append(("functions", .list(declared.compactMap { $0.output.map { .map($0) } }))) }
-            document.append(("sinks", .list(own.map { .map($0.pairs) })))
-            var tag = Self.fileTag(database.name)
-            var suffix = 2
-            while !tags.insert(tag).inserted { tag = Self.fileTag(database.name) + "-\(suffix)"; suffix += 1 }
-            outputs.append(Output(databaseName: database.name, tag: tag, document: document,
-                                  sinkNames: own.map(\.name), functionNames: declared.map(\.name)))
+        let read = databases.filter { database in sinks.contains { $0.database == database.name } }
+        for database in databases where !read.contains(where: { $0.name == database.name }) {
+            note(database.path, "skipped — no Kafka sink reads from it")
         }
-        for function in functions where function.output != nil && !usedFunctions.contains(function.name) {
+        let used = Set(sinks.flatMap(\.functionNames))
+        for function in functions where function.output != nil && !used.contains(function.name) {
             note(function.label, "skipped — no Kafka sink uses it")
         }
-        if outputs.count > 1 {
-            // One state file per running sluice: each database gets its own.
-            for index in outputs.indices {
-                outputs[index].document = outputs[index].document.map { key, value in
-                    key == "state" ? (key, .map([("path", .string("./sluice-state.\(outputs[index].tag).sqlite"))])) : (key, value)
-                }
-            }
+        return zip(read, Self.fileTags(read.map(\.name))).map { database, tag in
+            // One state file per running sluice: with several files, each database has its own.
+            let state = read.count == 1 ? "./sluice-state.sqlite" : "./sluice-state.\(tag).sqlite"
+            return output(database, tag: tag, statePath: state, sinks: sinks.filter { $0.database == database.name },
+                          functions: functions)
         }
-        return outputs
+    }
+
+    /// One Sluice file: the database, its state file, the functions its sinks use (in declaration order), the sinks.
+    private func output(_ database: Database, tag: String, statePath: String, sinks: [Sink], functions: [Function]) -> Output {
+        let referenced = Set(sinks.flatMap(\.functionNames))
+        let declared = functions.filter { $0.output != nil && referenced.contains($0.name) }
+        var document: [(String, YAMLValue)] = [("database", .map(database.pairs)), ("state", .map([("path", .string(statePath))]))]
+        if !declared.isEmpty { document.append(("functions", .list(declared.compactMap { $0.output.map(YAMLValue.map) }))) }
+        document.append(("sinks", .list(sinks.map { .map($0.pairs) })))
+        return Output(databaseName: database.name, tag: tag, document: document,
+                      sinkNames: sinks.map(\.name), functionNames: declared.map(\.name))
     }
 
     static let topLevelReasons: [String: String] = [
@@ -113,11 +104,16 @@ struct SequinImport {
         "change_retentions": "Sluice has no change retention (writing changes into a table)",
     ]
 
-    /// Letters, digits, `.`, `_` and `-` of a database name, for `sluice.<tag>.yml`.
-    static func fileTag(_ name: String) -> String {
-        let kept = String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") ? $0 : "-" })
-        let trimmed = kept.trimmingDots
-        return trimmed.isEmpty ? "database" : trimmed
+    /// Each database name reduced to letters, digits, `.`, `_` and `-` (for `sluice.<tag>.yml`), made unique.
+    static func fileTags(_ names: [String]) -> [String] {
+        var taken: Set<String> = []
+        return names.map { name in
+            let kept = String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) ? $0 : "-" })
+            let base = kept.trimmingDotsAndDashes.isEmpty ? "database" : kept.trimmingDotsAndDashes
+            var tag = base, suffix = 2
+            while !taken.insert(tag).inserted { tag = "\(base)-\(suffix)"; suffix += 1 }
+            return tag
+        }
     }
 
     // MARK: - Notes
@@ -254,7 +250,7 @@ extension ConfigNode {
 }
 
 extension String {
-    var trimmingDots: String {
+    var trimmingDotsAndDashes: String {
         String(drop(while: { $0 == "." || $0 == "-" }).reversed().drop(while: { $0 == "." || $0 == "-" }).reversed())
     }
 }
