@@ -100,7 +100,8 @@ let package = Package(
         .testTarget(name: "FunctionsTests", dependencies: ["Functions", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "Ledger"]
+            dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "Ledger", .product(name: "Yams", package: "Yams")],
+            exclude: ["Fixtures"]
         ),
     ]
 )

@@ -16,7 +16,7 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "Streams every row change of a PostgreSQL database into Kafka.",
         version: SluiceVersion.current,
-        subcommands: [Run.self, Check.self, Messages.self, Backfill.self, Fn.self]
+        subcommands: [Run.self, Check.self, Messages.self, Backfill.self, Fn.self, ImportSequin.self]
     )
 }
 
@@ -133,6 +133,7 @@ struct Check: AsyncParsableCommand {
         options.bootstrapLogging(config: config)
         var problems: [String] = []
         var report: [String] = []
+        problems += PortMarkers.problems(in: config.functions)
 
         do {
             let connection = try PostgresConnection(parameters: config.database.connectionParameters, applicationName: "sluice-check")

@@ -1,0 +1,3 @@
+def filter(action, record, changes, metadata) do
+  record["customer_type"] == "VIP"
+end
