@@ -336,11 +336,12 @@ def start_sluice(env, slot, topic, label, wrapper=(), function=None, **config_op
     return proc, logpath
 
 
-def run_sluice_backlog(env, kafka, conn, slot, topic, end_lsn, expected, timeout, label, wrapper=(), function=None):
+def run_sluice_backlog(env, kafka, conn, slot, topic, end_lsn, expected, timeout, label, wrapper=(), function=None,
+                       **config_options):
     """Runs sluice on a slot until the slot's confirmed_flush_lsn reaches end_lsn (every change acked
     by the broker), sampling its RSS and CPU every 100 ms."""
     t0 = time.monotonic()
-    proc, logpath = start_sluice(env, slot, topic, label, wrapper, function)
+    proc, logpath = start_sluice(env, slot, topic, label, wrapper, function, **config_options)
     samples = []  # (t, rss_kb, cpu_s)
     hwm = 0
     t_broker = t_slot = None
@@ -549,6 +550,65 @@ def big_transaction(env, conn, args):
     if result["seconds_slot"]:
         log(f"big transaction: {result['seconds_slot']:.1f} s, peak RSS {result['peak_rss_kb'] / 1024:.0f} MB")
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Hot rows
+# ---------------------------------------------------------------------------------------------
+
+def first_occurrences_in_order(hosts, topic, partitions, key):
+    """Reads the whole topic; True when the first occurrence of each `n` of `key` comes in rising order."""
+    consumer = Consumer({"bootstrap.servers": hosts, "group.id": f"hot-check-{topic}", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen, order, idle = set(), [], 0
+    while idle < 5:
+        batch = consumer.consume(10_000, timeout=1)
+        idle = idle + 1 if not batch else 0
+        for m in batch:
+            if m.error() or (m.key() or b"").decode() != key:
+                continue
+            n = json.loads(m.value())["record"]["n"]
+            if n not in seen:
+                seen.add(n)
+                order.append(n)
+    consumer.close()
+    return order == sorted(order), len(order)
+
+
+def hot_rows(env, conn, args):
+    """One row updated `--hot-updates` times in single-row transactions, next to the same number of
+    single-row updates of as many different rows (uniform keys): sluice's rate for each, from a backlog."""
+    count = args.hot_updates
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS public.bench_hot (id int PRIMARY KEY, n int NOT NULL)")
+        cur.execute("TRUNCATE public.bench_hot")
+        cur.execute("INSERT INTO public.bench_hot SELECT g, 0 FROM generate_series(0, %s) g", (count,))
+        cur.execute(f"ALTER PUBLICATION {PUBLICATION} ADD TABLE public.bench_hot")
+    results = {"updates": count}
+    for kind in ("hot", "uniform"):
+        slot = f"sluice_hot_{kind}"
+        sql_one(conn, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        writer = env.connect()
+        log(f"hot rows: {count:,} single-row updates ({kind})")
+        with writer.cursor() as cur:
+            for n in range(1, count + 1):
+                cur.execute("UPDATE public.bench_hot SET n = %s WHERE id = %s", (n, 0 if kind == "hot" else n))
+        writer.close()
+        end_lsn = current_lsn(conn)
+        topic = f"bench_hot_{kind}_{env.run_id}"
+        with Broker(env) as broker:
+            broker.kafka.create_topic(topic, args.partitions)
+            run = run_sluice_backlog(env, broker.kafka, conn, slot, topic, end_lsn, count, max(180.0, count / 50),
+                                     f"hot_{kind}", tables=("public.bench", "public.bench_hot"))
+            if kind == "hot" and not run.get("failure"):
+                run["in_order"], run["distinct"] = first_occurrences_in_order(broker.hosts, topic, args.partitions, "0")
+        drop_slot(conn, slot)
+        if run["seconds_slot"]:
+            run["rate"] = count / run["seconds_slot"]
+            log(f"hot rows ({kind}): {run['rate']:,.0f} changes/s")
+        results[kind] = run
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1682,6 +1742,23 @@ def render(results, args):
     if bf:
         render_backfill(bf, args, w, summary)
 
+    hot = results.get("hot_rows")
+    if hot:
+        w(f"### Hot rows: {hot['updates']:,} single-row updates, one row vs as many different rows (one run each)")
+        w("")
+        w("| run | changes/s | seconds | in order | |")
+        w("|---|---:|---:|---|---|")
+        for kind, what in (("hot", "one row updated over and over (one key, one partition)"),
+                           ("uniform", "as many different rows (uniform keys)")):
+            r = hot[kind]
+            order = "" if kind != "hot" else ("yes" if r.get("in_order") else "**no**") + f" ({r.get('distinct', 0):,} distinct)"
+            w(f"| {what} | {r.get('rate', 0):,.0f} | {secs_or_failed(r.get('seconds_slot'))} | {order} | "
+              f"{r.get('failure') or ''} |")
+        if hot["hot"].get("rate") and hot["uniform"].get("rate"):
+            summary["hot_uniform"] = hot["hot"]["rate"] / hot["uniform"]["rate"]
+            summary["hot_in_order"] = bool(hot["hot"].get("in_order"))
+        w("")
+
     skipped = []
     if not (t and t.get("functions")):
         skipped.append("| Functions (routing, filter) | skipped (`--no-functions`) |")
@@ -1726,6 +1803,11 @@ def render(results, args):
         target("backfill / `COPY … ORDER BY id TO STDOUT` ≥ 0.5 (rows/s, stream idle)", summary.get("backfill_copy"),
                lambda v: v >= 0.5, lambda v: f"{v:.2f} ({summary['backfill_rate']:,.0f} vs "
                                              f"{summary['copy_rate']:,.0f} rows/s)")
+    if hot:
+        target("hot row / uniform keys ≥ 0.25, in order", summary.get("hot_uniform"),
+               lambda v: v >= 0.25 and summary.get("hot_in_order"),
+               lambda v: f"{v:.2f} ({hot['hot'].get('rate', 0):,.0f} vs {hot['uniform'].get('rate', 0):,.0f} changes/s"
+                         + ("" if summary.get("hot_in_order") else ", **out of order**") + ")")
     peak = max([x for x in (summary.get("backlog_peak"), summary.get("big_peak")) if x] or [0]) or None
     target("peak RSS ≤ 150 MB, incl. the 1,000,000-row transaction", peak, lambda v: v <= 150 * 1024,
            lambda v: f"{v / 1024:.0f} MB")
@@ -1825,7 +1907,8 @@ def main():
     p.add_argument("--backfill-writers", type=int, default=4,
                    help="backfill: parallel writers of those changes (default 4, so that they outpace sluice)")
     p.add_argument("--copy-runs", type=int, default=3, help="backfill: timed COPY runs (median is quoted)")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,big,latency,backfill")
+    p.add_argument("--hot-updates", type=int, default=20_000, help="hot rows: updates of the one row (and of uniform keys)")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,big,hot,latency,backfill")
     p.add_argument("--markdown", default=os.path.join(ROOT, "BENCHMARKS.md"),
                    help="file to update ('' = do not write)")
     p.add_argument("--json", default=os.path.join(ROOT, ".build-bench", "bench-results.json"))
@@ -1848,6 +1931,8 @@ def main():
         results["throughput"] = throughput(env, conn, args)
     if "big" not in skip and args.big_rows > 0:
         results["big_transaction"] = big_transaction(env, conn, args)
+    if "hot" not in skip and args.hot_updates > 0:
+        results["hot_rows"] = hot_rows(env, conn, args)
     if "latency" not in skip:
         results["latency"] = latency(env, conn, args)
     if "backfill" not in skip and not args.no_backfill and args.backfill_rows > 0:
@@ -1880,6 +1965,7 @@ def main():
                                               + results.get("throughput", {}).get("sluice_filter", [])
                                               + results.get("throughput", {}).get("naive", [])
                                               + ([results["big_transaction"]] if "big_transaction" in results else [])
+                                              + [results["hot_rows"][k] for k in ("hot", "uniform") if "hot_rows" in results]
                                               + results.get("latency", {}).get("sluice", [])
                                               + backfill_runs(results.get("backfill"))))
     failed = failed or bool((results.get("backfill") or {}).get("error"))

@@ -30,7 +30,8 @@ enum ConfigFile {
         do {
             node = try Yams.compose(yaml: text)
         } catch {
-            throw .invalidYAML(path: path, reason: "\(error)".replacingOccurrences(of: "\n", with: " "))
+            // Without the quoted source line: it could hold a password.
+            throw .invalidYAML(path: path, reason: ImportSequin.describe(error))
         }
         let root = node.map(convert) ?? .mapping([])
         let folder = (path as NSString).deletingLastPathComponent

@@ -78,4 +78,12 @@ struct CheckCommandTests {
         #expect(result.status != 0)
         #expect(result.stderr.contains("database.url: environment variable SLUICE_TEST_UNSET_PASSWORD is not set"))
     }
+
+    @Test func invalidYAMLIsReportedWithoutTheSourceLine() throws {
+        let environment = try TestEnvironment.current()
+        let result = try check(environment, config: "database:\n  url: \"postgres://app:hunter2@127.0.0.1/app\n  slot: [\n")
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("not valid YAML: line 4, column 1: found unexpected end of stream"), "\(result.stderr)")
+        #expect(!result.stderr.contains("hunter2"))
+    }
 }
