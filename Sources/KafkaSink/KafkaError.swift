@@ -41,6 +41,11 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 
     public var isRetriable: Bool { category == .retriable }
 
+    /// The message was purged from a producer being replaced (it may or may not have been delivered).
+    public var isPurged: Bool {
+        code == RD_KAFKA_RESP_ERR__PURGE_QUEUE.rawValue || code == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT.rawValue
+    }
+
     public var description: String { "\(message) (\(name))" }
 
     static func category(of err: rd_kafka_resp_err_t) -> Category {

@@ -294,7 +294,8 @@ final class Dispatcher: @unchecked Sendable {
                 outgoing.lastError = error.description
                 // A fatal error, or a failure with later messages of the group still in flight: replace
                 // the producer, which fails what it holds, so nothing behind this message overtakes it.
-                if error.category == .fatal || !group.inFlight.isEmpty { producerFailed = true }
+                // (Purged messages come from a producer already being replaced.)
+                if error.category == .fatal || (!group.inFlight.isEmpty && !error.isPurged) { producerFailed = true }
                 metrics.failedAttempt()
                 if outgoing.isParked {
                     pendingAttempts.append((outgoing.position, outgoing.deliverCount, error.description))
