@@ -550,7 +550,7 @@ final class Dispatcher: @unchecked Sendable {
                     outgoing.original = outgoing.message
                     outgoing.message.value = MessageEncoder.enriched(outgoing.message.value, with: row)
                 case .failure(let failure):
-                    retryFailed(head: head, group: key, error: failure.message)
+                    retryFailed(head: head, group: key, error: failure.message, what: "enrichment")
                     continue
                 }
             }
@@ -574,16 +574,7 @@ final class Dispatcher: @unchecked Sendable {
                     lock.unlock()
                     continue
                 case .failed(let error):
-                    let attempt = head.deliverCount + 1
-                    metrics.failedAttempt()
-                    metrics.functionFailed()
-                    lock.lock()
-                    pendingAttempts.append((head.position, attempt, error))
-                    groups[key]?.retryAt = Date().addingTimeInterval(Self.backoff(attempt: attempt))
-                    lock.broadcast()
-                    lock.unlock()
-                    logger.warning("a function failed again; retrying later", metadata: [
-                        "sink": "\(sink.name)", "table": "\(head.table)", "attempt": "\(attempt)", "error": "\(error)"])
+                    retryFailed(head: head, group: key, error: error, what: "a function")
                     continue
                 }
             }
@@ -597,8 +588,8 @@ final class Dispatcher: @unchecked Sendable {
         }
     }
 
-    /// A parked message's enrichment failed again: count the attempt, try later.
-    private func retryFailed(head: ParkedMessage, group key: String, error: String) {
+    /// A parked message's enrichment or function failed again: count the attempt, try later.
+    private func retryFailed(head: ParkedMessage, group key: String, error: String, what: String) {
         let attempt = head.deliverCount + 1
         metrics.failedAttempt()
         metrics.functionFailed()
@@ -607,7 +598,7 @@ final class Dispatcher: @unchecked Sendable {
         groups[key]?.retryAt = Date().addingTimeInterval(Self.backoff(attempt: attempt))
         lock.broadcast()
         lock.unlock()
-        logger.warning("enrichment failed again; retrying later", metadata: [
+        logger.warning("\(what) failed again; retrying later", metadata: [
             "sink": "\(sink.name)", "table": "\(head.table)", "attempt": "\(attempt)", "error": "\(error)"])
     }
 
