@@ -184,6 +184,14 @@ struct SequinParityTests {
         let six = try #require(try users.messages().first { $0.record["id"] as? Int == 6 })
         #expect(six.metadata["enrichment"] as? NSDictionary == ["id": 6, "account_name": "Globex", "account": 2] as NSDictionary)
         #expect(six.key == "Globex")
+
+        // The enrichment connections are cut (as when the database restarts): the next query fails, the
+        // message parks, and the retry connects again.
+        try db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sluice-enrichment'")
+        try db.execute("INSERT INTO public.users VALUES (7, 1, 'after the connection was lost')")
+        #expect(try eventually(timeout: 30) { try users.messages().contains { $0.record["id"] as? Int == 7 } }, "log:\n\(sluice.log)")
+        let seven = try #require(try users.messages().first { $0.record["id"] as? Int == 7 })
+        #expect((seven.metadata["enrichment"] as? [String: Any])?["account_name"] as? String == "Acme")
         #expect(sluice.stop() == 0)
     }
 
