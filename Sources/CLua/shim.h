@@ -11,6 +11,11 @@
 /// that must call only Lua functions that cannot raise, and must leave the stack as it found it.
 typedef void (*sluice_lua_materializer)(lua_State *L, int table, void *context);
 
+/// Reads one field (the string key at `key`) of a lazy message table at `table` without filling the
+/// rest: pushes its value (nil when absent) and returns 1, or returns -1 when it cannot, and then
+/// the table is filled. Same rules as the materializer.
+typedef int (*sluice_lua_field_reader)(lua_State *L, int table, int key, void *context);
+
 typedef struct sluice_lua_budget {
     size_t used;
     size_t limit;
@@ -20,6 +25,8 @@ typedef struct sluice_lua_budget {
     int exhausted;
     /// Fills lazy message tables; NULL leaves them empty.
     sluice_lua_materializer materialize;
+    /// Reads single fields of lazy message tables; NULL fills them whole on first touch.
+    sluice_lua_field_reader read_field;
     void *materialize_context;
 } sluice_lua_budget;
 
@@ -116,6 +123,16 @@ static inline void sluice_lua_materialize(lua_State *L, int index) {
 static inline int sluice_lua_proxy_index(lua_State *L) {
     lua_settop(L, 2);
     if (lua_type(L, 1) != LUA_TTABLE) return 0;
+    sluice_lua_budget *budget = sluice_lua_budget_of(L);
+    if (budget->read_field && lua_type(L, 2) == LUA_TSTRING) {
+        // `record.id`: read that field alone, keep the table lazy (the field is stored in it).
+        int enforce = budget->enforce;
+        budget->enforce = 0;
+        int found = budget->read_field(L, 1, 2, budget->materialize_context);
+        budget->enforce = enforce;
+        if (found == 1) return 1;
+        lua_settop(L, 2);
+    }
     sluice_lua_materialize_proxy(L, 1);
     lua_rawget(L, 1);
     return 1;
@@ -309,6 +326,9 @@ static inline lua_State *sluice_lua_newstate(sluice_lua_budget *budget) {
         lua_close(L);
         return NULL;
     }
+    // Every call leaves a few tables and strings behind that die young: the generational
+    // collector frees those cheaply, without walking what the function keeps.
+    lua_gc(L, LUA_GCGEN, 0, 0);
     return L;
 }
 

@@ -15,7 +15,7 @@ final class LuaState {
     init(maxInstructions: Int, memoryLimitBytes: Int) throws(FunctionError) {
         budget = .allocate(capacity: 1)
         budget.initialize(to: sluice_lua_budget(used: 0, limit: memoryLimitBytes, enforce: 0, instructions: 0, exhausted: 0,
-                                                  materialize: nil, materialize_context: nil))
+                                                  materialize: nil, read_field: nil, materialize_context: nil))
         guard let state = sluice_lua_newstate(budget) else {
             budget.deallocate()
             throw FunctionError("could not create a Lua state")
@@ -42,6 +42,7 @@ final class LuaState {
 
     deinit {
         budget.pointee.materialize = nil
+        budget.pointee.read_field = nil
         budget.pointee.materialize_context = nil
         lua_close(L)
         budget.deallocate()
@@ -53,6 +54,7 @@ final class LuaState {
     func install(_ arguments: MessageArguments) {
         self.arguments = arguments
         budget.pointee.materialize = MessageArguments.materializer
+        budget.pointee.read_field = MessageArguments.fieldReader
         budget.pointee.materialize_context = Unmanaged.passUnretained(arguments).toOpaque()
     }
 

@@ -28,6 +28,10 @@ final class MessageArguments {
     private var bytes: UnsafeBufferPointer<UInt8>?
     /// This call's lazy tables still empty: record, changes, metadata.
     private var pending: (Pending, Pending, Pending) = (.none, .none, .none)
+    /// The call's message came from Sluice's encoder (with its layout): its objects have no
+    /// duplicate keys, so a single field can be read without looking at the rest.
+    private var encodedBySluice = false
+    private var scratch: [UInt8] = []
 
     struct Pending {
         /// The table (`lua_topointer`); nil when there is none or it has been filled.
@@ -54,13 +58,33 @@ final class MessageArguments {
         Unmanaged<MessageArguments>.fromOpaque(context).takeUnretainedValue().materialize(L, table)
     }
 
+    /// The C callback that reads one field of a lazy table; `context` is an unretained `MessageArguments`.
+    static let fieldReader: sluice_lua_field_reader = { L, table, key, context in
+        guard let L, let context else { return -1 }
+        return Unmanaged<MessageArguments>.fromOpaque(context).takeUnretainedValue().readField(L, table, key)
+    }
+
     // MARK: - Calls
 
     /// Pushes `action, record, changes, metadata` of a Sequin-shaped message: four values. `buffer`
-    /// must stay valid until `finish`.
-    func push(_ buffer: UnsafeBufferPointer<UInt8>) throws(FunctionError) {
+    /// must stay valid until `finish`. With the encoder's `layout` nothing is scanned: the parts'
+    /// ranges are known and the JSON is Sluice's own.
+    func push(_ buffer: UnsafeBufferPointer<UInt8>, layout: MessageLayout? = nil) throws(FunctionError) {
         guard lua_checkstack(L, 16) != 0 else { throw FunctionError("Lua stack exhausted") }
         reader.startMessage()
+        if let layout, let parts = Self.parts(of: layout, in: buffer) {
+            var found: (Pending, Pending, Pending) = (.none, .none, .none)
+            let action = layout.action.rawValue
+            lua_pushlstring(L, action, action.utf8.count)
+            found.0 = pushLazyTable(parts.record, fields: layout.recordFields)
+            if let changes = parts.changes { found.1 = pushLazyTable(changes, fields: layout.changesFields) } else { lua_pushnil(L) }
+            found.2 = pushLazyTable(parts.metadata, fields: 12)
+            bytes = buffer
+            pending = found
+            encodedBySluice = true
+            return
+        }
+        encodedBySluice = false
         let base = lua_gettop(L)
         let first = base + 1
         for _ in 0..<4 { lua_pushnil(L) }
@@ -115,6 +139,29 @@ final class MessageArguments {
         pending = found
     }
 
+    /// The layout's ranges, if they fit the buffer and start and end where objects do (else the
+    /// message is scanned as any other).
+    private static func parts(of layout: MessageLayout, in buffer: UnsafeBufferPointer<UInt8>)
+        -> (record: Range<Int>, changes: Range<Int>?, metadata: Range<Int>)? {
+        let record = Int(layout.record.lowerBound)..<Int(layout.record.upperBound)
+        let changes = layout.changes.map { Int($0.lowerBound)..<Int($0.upperBound) }
+        guard buffer.count > 2, Int(layout.metadataStart) < buffer.count - 1 else { return nil }
+        let metadata = layout.metadata(in: buffer.count)
+        for range in [record, metadata] + (changes.map { [$0] } ?? []) {
+            guard range.lowerBound >= 0, range.count >= 2, range.upperBound <= buffer.count,
+                  buffer[range.lowerBound] == UInt8(ascii: "{"), buffer[range.upperBound - 1] == UInt8(ascii: "}") else { return nil }
+        }
+        return (record, changes, metadata)
+    }
+
+    /// An empty table with the proxy metatable, standing for the object at `range`.
+    private func pushLazyTable(_ range: Range<Int>, fields: Int32) -> Pending {
+        lua_createtable(L, 0, fields + 1)
+        lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
+        lua_setmetatable(L, -2)
+        return Pending(table: lua_topointer(L, -1), range: range)
+    }
+
     /// 0 action, 1 record, 2 changes, 3 metadata, nil for other keys (the key read past).
     private static func slot(_ cursor: inout JSONCursor) throws(FunctionError) -> Int32? {
         var scratch: [UInt8] = []
@@ -137,6 +184,7 @@ final class MessageArguments {
         defer {
             bytes = nil
             pending = (.none, .none, .none)
+            encodedBySluice = false
         }
         guard let bytes, lua_gettop(L) >= arguments + 3, lua_checkstack(L, 4) != 0 else { return }
         keep(pending.0, at: arguments + 1, bytes)
@@ -168,6 +216,48 @@ final class MessageArguments {
             let text = lua_tolstring(L, -1, &length)!
             let buffer = UnsafeBufferPointer(start: UnsafeRawPointer(text).assumingMemoryBound(to: UInt8.self), count: length)
             fill(table, buffer, 0..<length)
+        }
+    }
+
+    /// Reads the field `key` of a lazy table of this call (a filter's or a routing function's:
+    /// a transform's tables are filled whole, for their shape) and stores it in the table, which
+    /// stays lazy for its other fields: 1 with the value pushed (nil when absent or null), or -1.
+    private func readField(_ L: OpaquePointer, _ table: Int32, _ key: Int32) -> Int32 {
+        guard encodedBySluice, !reader.recordsShape, let bytes, lua_checkstack(L, 8) != 0 else { return -1 }
+        let pointer = lua_topointer(L, table)
+        let range: Range<Int>
+        if pending.0.table == pointer { range = pending.0.range }
+        else if pending.1.table == pointer { range = pending.1.range }
+        else if pending.2.table == pointer { range = pending.2.range }
+        else { return -1 }
+        var length = 0
+        guard let name = lua_tolstring(L, key, &length) else { return -1 }
+        var cursor = JSONCursor(UnsafeBufferPointer(rebasing: bytes[..<range.upperBound]))
+        cursor.index = range.lowerBound
+        do throws(FunctionError) {
+            try cursor.expect(UInt8(ascii: "{"))
+            if !cursor.take(UInt8(ascii: "}")) {
+                repeat {
+                    let matches = try cursor.readString(&scratch) { field in
+                        field.count == length && (length == 0 || memcmp(field.baseAddress!, name, length) == 0)
+                    }
+                    try cursor.expect(UInt8(ascii: ":"))
+                    if matches {
+                        try reader.push(&cursor, depth: 1, inArray: false)
+                        if lua_type(L, -1) != LUA_TNIL {
+                            lua_pushvalue(L, key)
+                            lua_pushvalue(L, -2)
+                            lua_rawset(L, table)
+                        }
+                        return 1
+                    }
+                    _ = try cursor.skipValue()
+                } while cursor.take(UInt8(ascii: ","))
+            }
+            lua_pushnil(L)
+            return 1
+        } catch {
+            return -1
         }
     }
 

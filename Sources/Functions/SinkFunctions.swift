@@ -32,17 +32,20 @@ public final class SinkFunctions: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         do {
-            if let filter, try !filter.filter(message.value) { return .drop }
+            if let filter, try !filter.filter(message.value, layout: message.layout) { return .drop }
             var result = message
             if let routing {
-                let route = try routing.route(message.value)
+                let route = try routing.route(message.value, layout: message.layout)
                 if let topic = route.topic { result.topic = topic }
                 if let key = route.messageKey { result.key = key }
             }
             if result.topic.isEmpty {
                 return .failed("\(routing?.config.name ?? "routing"): route returned no topic and the sink has no destination.topic — return a topic, or set one")
             }
-            if let transform { result.value = try transform.transform(message.value) }
+            if let transform {
+                result.value = try transform.transform(message.value, layout: message.layout)
+                result.layout = nil
+            }
             return .send(result)
         } catch {
             return .failed(error.message)

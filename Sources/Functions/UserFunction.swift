@@ -46,12 +46,12 @@ public final class UserFunction {
     // MARK: - Calls
 
     /// A filter's verdict: true keeps the message.
-    public func filter(_ value: [UInt8]) throws(FunctionError) -> Bool {
+    public func filter(_ value: [UInt8], layout: MessageLayout? = nil) throws(FunctionError) -> Bool {
         let state = try requireState(.filter)
         return try value.withUnsafeBufferPointer { (buffer) throws(FunctionError) -> Bool in
             let top = state.top
             defer { finishCall(state, top) }
-            try callEntry(state, buffer)
+            try callEntry(state, buffer, layout)
             switch lua_type(state.L, -1) {
             case LUA_TBOOLEAN: return lua_toboolean(state.L, -1) != 0
             default: throw FunctionError("\(config.name): filter must return true or false, it returned \(describe(state, -1))")
@@ -60,12 +60,12 @@ public final class UserFunction {
     }
 
     /// A routing function's topic and key, checked against Kafka's rules.
-    public func route(_ value: [UInt8]) throws(FunctionError) -> Route {
+    public func route(_ value: [UInt8], layout: MessageLayout? = nil) throws(FunctionError) -> Route {
         let state = try requireState(.routing)
         return try value.withUnsafeBufferPointer { (buffer) throws(FunctionError) -> Route in
             let top = state.top
             defer { finishCall(state, top) }
-            try callEntry(state, buffer)
+            try callEntry(state, buffer, layout)
             return try routeResult(state)
         }
     }
@@ -120,7 +120,7 @@ public final class UserFunction {
     }
 
     /// A transform's (or path's) result: the new message value, as JSON.
-    public func transform(_ value: [UInt8]) throws(FunctionError) -> [UInt8] {
+    public func transform(_ value: [UInt8], layout: MessageLayout? = nil) throws(FunctionError) -> [UInt8] {
         if let path {
             return try path.apply(to: value)
         }
@@ -129,7 +129,7 @@ public final class UserFunction {
             let top = state.top
             // After the writer: it may still fill this call's tables from `buffer`.
             defer { finishCall(state, top) }
-            try callEntry(state, buffer)
+            try callEntry(state, buffer, layout)
             if lua_type(state.L, -1) == LUA_TNIL {
                 throw FunctionError("\(config.name): transform returned nil — return the new message, or sluice.null for JSON null")
             }
@@ -152,10 +152,10 @@ public final class UserFunction {
 
     /// Pushes the message's four parts (kept at `top + 1…4` until `finishCall`), then the entry point
     /// and a copy of the four, and calls it; leaves one result on top.
-    private func callEntry(_ state: LuaState, _ value: UnsafeBufferPointer<UInt8>) throws(FunctionError) {
+    private func callEntry(_ state: LuaState, _ value: UnsafeBufferPointer<UInt8>, _ layout: MessageLayout?) throws(FunctionError) {
         let arguments = state.arguments!
         let top = state.top
-        try arguments.push(value)
+        try arguments.push(value, layout: layout)
         state.pushGlobal(config.kind.entryPoint!)
         for index in top + 1...top + 4 { lua_pushvalue(state.L, index) }
         try state.call(arguments: 4, results: 1)

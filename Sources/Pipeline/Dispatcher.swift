@@ -183,8 +183,12 @@ final class Dispatcher: @unchecked Sendable {
         if let liveFunctions, failure == nil {
             switch liveFunctions.apply(to: outgoing.message) {
             case .send(let message):
+                // Kept only when the functions changed something (a filter that keeps, or a route to
+                // the default topic and key, leaves the message as it was: nothing to remember).
+                if liveFunctions.transformsValue || message.topic != outgoing.message.topic || message.key != outgoing.message.key {
+                    outgoing.original = encoded.message
+                }
                 outgoing.message = message
-                outgoing.original = encoded.message
                 if liveFunctions.transformsValue { outgoing.memoryCost = encoded.message.value.count }
             case .drop:
                 metrics.filtered()
@@ -194,8 +198,18 @@ final class Dispatcher: @unchecked Sendable {
                 failure = error
             }
         }
+        let key = outgoing.group
         lock.lock()
-        var group = groups[outgoing.group] ?? Group()
+        let toProduce = enqueue(&outgoing, encoded: encoded, failure: failure, earlier: earlier, group: &groups[key, default: Group()])
+        lock.unlock()
+        if let toProduce { produce(toProduce) }
+    }
+
+    /// Puts a submitted message into its group (in place, under the lock): parked behind earlier
+    /// parked ones or after a failed function, in flight when the group admits it, else waiting.
+    /// Returns the message to hand to Kafka, if any.
+    private func enqueue(_ outgoing: inout OutgoingMessage, encoded: OutgoingMessage, failure: String?, earlier: String?,
+                         group: inout Group) -> OutgoingMessage? {
         var toProduce: OutgoingMessage?
         if group.parked > 0 {
             var parked = encoded
@@ -230,9 +244,7 @@ final class Dispatcher: @unchecked Sendable {
             group.waiting.append(outgoing)
             memoryBytes += outgoing.memoryCost
         }
-        groups[outgoing.group] = group
-        lock.unlock()
-        if let toProduce { produce(toProduce) }
+        return toProduce
     }
 
     /// True while there is room: fewer than max_ack_pending messages handed to Kafka and the
@@ -282,65 +294,11 @@ final class Dispatcher: @unchecked Sendable {
         var cancelled: [(OutgoingMessage, KafkaError)] = []
         lock.lock()
         for report in reports {
-            guard let key = inFlightByID.removeValue(forKey: report.token), var group = groups[key],
-                  let index = group.inFlight.firstIndex(where: { $0.deliveryID == report.token }) else { continue }
-            var outgoing = group.inFlight.remove(at: index)
-            metrics.reported()
-            if !outgoing.isParked { memoryBytes -= outgoing.memoryCost }
-            outgoing.deliverCount += 1
-
-            if let error = report.error, error.category != .messageTooLarge {
-                // Failed: park this message and everything behind it, retry from the ledger later.
-                outgoing.lastError = error.description
-                // A fatal error, or a failure with later messages of the group still in flight: replace
-                // the producer, which fails what it holds, so nothing behind this message overtakes it.
-                // (Purged messages come from a producer already being replaced.)
-                if error.category == .fatal || (!group.inFlight.isEmpty && !error.isPurged) { producerFailed = true }
-                metrics.failedAttempt()
-                if outgoing.isParked {
-                    pendingAttempts.append((outgoing.position, outgoing.deliverCount, error.description))
-                } else {
-                    outgoing.isParked = true
-                    var parking = [outgoing]
-                    while let waiting = group.waiting.popFirst() {
-                        memoryBytes -= waiting.memoryCost
-                        var parked = waiting
-                        parked.isParked = true
-                        parking.append(parked)
-                    }
-                    group.parked += parking.count
-                    pendingParks.append(contentsOf: parking)
-                    metrics.parked(change: parking.count)
-                    logger.warning("delivery failed; parking the group and retrying", metadata: [
-                        "sink": "\(sink.name)", "table": "\(outgoing.table)", "key": "\(Self.text(outgoing.message.key))",
-                        "messages": "\(parking.count)", "error": "\(error)", "category": "\(error.category.rawValue)"])
-                }
-                group.retryAt = Date().addingTimeInterval(Self.backoff(attempt: outgoing.deliverCount))
-                groups[key] = group
-                continue
+            guard let key = inFlightByID.removeValue(forKey: report.token), let slot = groups.index(forKey: key) else { continue }
+            // The group is changed in place: a copy would copy its queues, for every report.
+            if process(report, group: &groups.values[slot], tokens: &tokens, next: &next, cancelled: &cancelled) {
+                groups.remove(at: slot)
             }
-
-            if let error = report.error {
-                cancelled.append((outgoing, error))
-            } else {
-                record(delivered: outgoing, report: report)
-            }
-            if outgoing.isParked {
-                pendingUnparks.append(outgoing.position)
-                group.parked -= 1
-                metrics.parked(change: -1)
-            } else {
-                tokens.append(outgoing.checkpointToken)
-            }
-            group.retryAt = nil
-            while let following = group.waiting.first, group.admits(following, limit: pipelineDepth) {
-                var flying = following
-                group.waiting.removeFirst()
-                startFlight(&flying)
-                group.inFlight.append(flying)
-                next.append(flying)
-            }
-            if group.isIdle { groups.removeValue(forKey: key) } else { groups[key] = group }
         }
         lock.broadcast()
         lock.unlock()
@@ -348,6 +306,69 @@ final class Dispatcher: @unchecked Sendable {
         for (outgoing, error) in cancelled { cancelTooLarge(outgoing, error: error) }
         settle(tokens) // also when empty: capacity may have been freed
         for outgoing in next { produce(outgoing) }
+    }
+
+    /// One delivery report for a message of `group` (under the lock). Returns true when the group
+    /// is idle afterwards and can go.
+    private func process(_ report: DeliveryReport, group: inout Group, tokens: inout [UInt], next: inout [OutgoingMessage],
+                         cancelled: inout [(OutgoingMessage, KafkaError)]) -> Bool {
+        guard let index = group.inFlight.firstIndex(where: { $0.deliveryID == report.token }) else { return false }
+        var outgoing = group.inFlight.remove(at: index)
+        metrics.reported()
+        if !outgoing.isParked { memoryBytes -= outgoing.memoryCost }
+        outgoing.deliverCount += 1
+
+        if let error = report.error, error.category != .messageTooLarge {
+            // Failed: park this message and everything behind it, retry from the ledger later.
+            outgoing.lastError = error.description
+            // A fatal error, or a failure with later messages of the group still in flight: replace
+            // the producer, which fails what it holds, so nothing behind this message overtakes it.
+            // (Purged messages come from a producer already being replaced.)
+            if error.category == .fatal || (!group.inFlight.isEmpty && !error.isPurged) { producerFailed = true }
+            metrics.failedAttempt()
+            if outgoing.isParked {
+                pendingAttempts.append((outgoing.position, outgoing.deliverCount, error.description))
+            } else {
+                outgoing.isParked = true
+                var parking = [outgoing]
+                while let waiting = group.waiting.popFirst() {
+                    memoryBytes -= waiting.memoryCost
+                    var parked = waiting
+                    parked.isParked = true
+                    parking.append(parked)
+                }
+                group.parked += parking.count
+                pendingParks.append(contentsOf: parking)
+                metrics.parked(change: parking.count)
+                logger.warning("delivery failed; parking the group and retrying", metadata: [
+                    "sink": "\(sink.name)", "table": "\(outgoing.table)", "key": "\(Self.text(outgoing.message.key))",
+                    "messages": "\(parking.count)", "error": "\(error)", "category": "\(error.category.rawValue)"])
+            }
+            group.retryAt = Date().addingTimeInterval(Self.backoff(attempt: outgoing.deliverCount))
+            return false
+        }
+
+        if let error = report.error {
+            cancelled.append((outgoing, error))
+        } else {
+            record(delivered: outgoing, report: report)
+        }
+        if outgoing.isParked {
+            pendingUnparks.append(outgoing.position)
+            group.parked -= 1
+            metrics.parked(change: -1)
+        } else {
+            tokens.append(outgoing.checkpointToken)
+        }
+        group.retryAt = nil
+        while let following = group.waiting.first, group.admits(following, limit: pipelineDepth) {
+            var flying = following
+            group.waiting.removeFirst()
+            startFlight(&flying)
+            group.inFlight.append(flying)
+            next.append(flying)
+        }
+        return group.isIdle
     }
 
     private func record(delivered outgoing: OutgoingMessage, report: DeliveryReport) {

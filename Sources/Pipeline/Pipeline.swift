@@ -11,13 +11,23 @@ import Synchronization
 /// dispatcher; keeps the checkpoint: the slot only advances past what every sink has either
 /// delivered to Kafka, parked durably in the ledger, or cancelled.
 public final class Pipeline: ChangeConsumer, @unchecked Sendable {
-    struct Sink {
+    /// A class, not a struct: it is looked at for every change, and copying its configuration
+    /// (strings, arrays, dictionaries) for each would cost a retain and release per field.
+    final class Sink {
         let config: SinkConfig
         let encoder: MessageEncoder
         let dispatcher: Dispatcher
         let metrics: SinkMetrics
         /// Runs the sink's enrichment query before the dispatcher, when it has one.
         let enrichment: EnrichmentStage?
+
+        init(config: SinkConfig, encoder: MessageEncoder, dispatcher: Dispatcher, metrics: SinkMetrics, enrichment: EnrichmentStage?) {
+            self.config = config
+            self.encoder = encoder
+            self.dispatcher = dispatcher
+            self.metrics = metrics
+            self.enrichment = enrichment
+        }
 
         func hand(_ outgoing: OutgoingMessage) {
             if let enrichment { enrichment.enqueue(outgoing) } else { dispatcher.submit(outgoing) }

@@ -8,13 +8,44 @@ public struct Message: Sendable {
     public var topic: String
     /// The primary-key values as text, in column order.
     public var recordPKs: [String]
+    /// Where the message's parts are in `value`, when Sluice encoded it; nil for a value from
+    /// elsewhere (the ledger, a file) or one a transform made.
+    public var layout: MessageLayout?
 
-    public init(key: [UInt8]?, value: [UInt8], topic: String, recordPKs: [String]) {
+    public init(key: [UInt8]?, value: [UInt8], topic: String, recordPKs: [String], layout: MessageLayout? = nil) {
         self.key = key
         self.value = value
         self.topic = topic
         self.recordPKs = recordPKs
+        self.layout = layout
     }
+}
+
+/// The byte ranges of a Sequin-shaped message's parts, as the encoder wrote them, so that functions
+/// can reach `record`, `changes` and `metadata` without scanning the JSON. The ranges cover each
+/// object from its `{` to its `}`; `metadata` ends one byte before the value does (its last `}`
+/// closes the message), also after enrichment replaced the final `null`.
+public struct MessageLayout: Sendable, Equatable {
+    public var record: Range<Int32>
+    public var recordFields: Int32
+    /// nil when `changes` is null.
+    public var changes: Range<Int32>?
+    public var changesFields: Int32
+    public var action: Action
+    public var metadataStart: Int32
+
+    public init(record: Range<Int32>, recordFields: Int32, changes: Range<Int32>?, changesFields: Int32, action: Action,
+                metadataStart: Int32) {
+        self.record = record
+        self.recordFields = recordFields
+        self.changes = changes
+        self.changesFields = changesFields
+        self.action = action
+        self.metadataStart = metadataStart
+    }
+
+    /// The range of `metadata` in a value of `count` bytes.
+    public func metadata(in count: Int) -> Range<Int> { Int(metadataStart)..<(count - 1) }
 }
 
 /// The `metadata.consumer` block: which sink produced a message.
@@ -123,7 +154,10 @@ public struct MessageEncoder: Sendable {
         var unchangedToast: [String] = []
 
         // record
-        json.raw("{\"record\":{")
+        json.raw("{\"record\":")
+        let recordStart = json.bytes.count
+        json.raw(UInt8(ascii: "{"))
+        var recordFields: Int32 = 0
         var first = true
         for index in columns.indices where index < row.cells.count {
             // A delete under REPLICA IDENTITY DEFAULT carries only the key columns.
@@ -144,14 +178,19 @@ public struct MessageEncoder: Sendable {
             }
             if !first { json.raw(UInt8(ascii: ",")) }
             first = false
+            recordFields += 1
             json.key(columns[index].name)
             ValueConverter.write(source.cells[index], of: source, kind: kind(columns[index]), to: &json)
         }
         json.raw(UInt8(ascii: "}"))
+        let recordEnd = json.bytes.count
 
         // changes: the old values of the columns an update changed.
         json.raw(",\"changes\":")
+        var changesRange: Range<Int32>?
+        var changesFields: Int32 = 0
         if change.action == .update {
+            let changesStart = json.bytes.count
             json.raw(UInt8(ascii: "{"))
             if let oldRow, let newRow = change.new {
                 var firstChange = true
@@ -163,11 +202,13 @@ public struct MessageEncoder: Sendable {
                     if oldRow.sameValue(at: index, as: newRow) { continue }
                     if !firstChange { json.raw(UInt8(ascii: ",")) }
                     firstChange = false
+                    changesFields += 1
                     json.key(columns[index].name)
                     ValueConverter.write(oldRow.cells[index], of: oldRow, kind: kind(columns[index]), to: &json)
                 }
             }
             json.raw(UInt8(ascii: "}"))
+            changesRange = Int32(truncatingIfNeeded: changesStart)..<Int32(truncatingIfNeeded: json.bytes.count)
         } else {
             json.null()
         }
@@ -177,7 +218,9 @@ public struct MessageEncoder: Sendable {
 
         // metadata
         let transaction = change.transaction
-        json.raw(",\"metadata\":{\"table_schema\":")
+        json.raw(",\"metadata\":")
+        let metadataStart = json.bytes.count
+        json.raw("{\"table_schema\":")
         json.string(relation.schema)
         json.raw(",\"table_name\":")
         json.string(relation.name)
@@ -213,7 +256,12 @@ public struct MessageEncoder: Sendable {
         }
         json.raw(tail)
 
-        return Message(key: MessageKey.make(recordPKs), value: json.bytes, topic: topic, recordPKs: recordPKs)
+        // (Offsets fit in 32 bits for every message Kafka could take; a larger one goes without.)
+        let layout = json.bytes.count >= Int(Int32.max) ? nil : MessageLayout(
+            record: Int32(truncatingIfNeeded: recordStart)..<Int32(truncatingIfNeeded: recordEnd), recordFields: recordFields,
+            changes: changesRange, changesFields: changesFields, action: change.action,
+            metadataStart: Int32(truncatingIfNeeded: metadataStart))
+        return Message(key: MessageKey.make(recordPKs), value: json.bytes, topic: topic, recordPKs: recordPKs, layout: layout)
     }
 }
 
