@@ -229,23 +229,35 @@ static inline int sluice_lua_setmetatable(lua_State *L) {
     return 1;
 }
 
-/// A table received untouched and kept past its call holds its JSON text under a key no Lua code can
-/// make (the state's budget address, a light userdata); filling the table takes the text out.
-static inline void sluice_lua_keep_text(lua_State *L, int table, const char *text, size_t length) {
+/// A table received untouched (or partly read) and kept past its call holds its call's message text
+/// and where its object is in it, under keys no Lua code can make (the state's budget address and
+/// the byte after it, light userdata): one copy of the message at the end of a call serves all of
+/// its tables. Filling the table takes both out. `text` is the stack index of that copy.
+static inline void sluice_lua_keep_text(lua_State *L, int table, int text, lua_Integer start, lua_Integer count) {
     table = lua_absindex(L, table);
-    lua_pushlstring(L, text, length);
-    lua_rawsetp(L, table, sluice_lua_budget_of(L));
+    text = lua_absindex(L, text);
+    sluice_lua_budget *budget = sluice_lua_budget_of(L);
+    lua_pushvalue(L, text);
+    lua_rawsetp(L, table, budget);
+    lua_pushinteger(L, (start << 32) | count);
+    lua_rawsetp(L, table, (char *)budget + 1);
 }
 
-/// Pushes the text kept in the table (nil if none) and removes it from the table.
+/// Pushes the text kept in the table and then its range (start << 32 | count), removing both from
+/// the table, and returns LUA_TSTRING; pushes nothing and returns LUA_TNIL when there is none.
 static inline int sluice_lua_take_kept_text(lua_State *L, int table) {
     table = lua_absindex(L, table);
-    int type = lua_rawgetp(L, table, sluice_lua_budget_of(L));
-    if (type != LUA_TNIL) {
-        lua_pushnil(L);
-        lua_rawsetp(L, table, sluice_lua_budget_of(L));
+    sluice_lua_budget *budget = sluice_lua_budget_of(L);
+    if (lua_rawgetp(L, table, budget) != LUA_TSTRING) {
+        lua_settop(L, -2);
+        return LUA_TNIL;
     }
-    return type;
+    lua_rawgetp(L, table, (char *)budget + 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, table, budget);
+    lua_pushnil(L);
+    lua_rawsetp(L, table, (char *)budget + 1);
+    return LUA_TSTRING;
 }
 
 /// The proxy metatable and the replaced base functions.

@@ -12,8 +12,9 @@ import SluiceCore
 /// that looks at nothing converts nothing.
 ///
 /// Lifetime: the message's bytes are valid only during the call. A table still untouched when the
-/// call ends — user code may have kept it in a global, to read in a later call — gets a copy of its
-/// part's JSON (a Lua string, under a key no Lua code can make: `sluice_lua_keep_text`) and is filled
+/// call ends — user code may have kept it in a global, to read in a later call — gets a copy of the
+/// message's JSON (one Lua string per call, shared by its tables, under a key no Lua code can make,
+/// with the part's range: `sluice_lua_keep_text`) and is filled
 /// from that copy whenever it is touched; the copy goes with the table, or when it is filled. So a kept
 /// table reads the same in any later call, and nothing ever reads the freed message.
 ///
@@ -110,8 +111,8 @@ final class MessageArguments {
                     var pending = Pending.none
                     if slot != 0, cursor.peek == UInt8(ascii: "{") {
                         let (range, fields) = try cursor.skipObject(maxDepth: LuaValueReader.maxDepth)
-                        // Room for every field (so that filling it never grows it) and the kept text.
-                        lua_createtable(L, 0, Int32(clamping: fields + 1))
+                        // Room for every field (so that filling it never grows it) and the kept text and its range.
+                        lua_createtable(L, 0, Int32(clamping: fields + 2))
                         lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
                         lua_setmetatable(L, -2)
                         pending = Pending(table: lua_topointer(L, -1), range: range)
@@ -156,7 +157,7 @@ final class MessageArguments {
 
     /// An empty table with the proxy metatable, standing for the object at `range`.
     private func pushLazyTable(_ range: Range<Int>, fields: Int32) -> Pending {
-        lua_createtable(L, 0, fields + 1)
+        lua_createtable(L, 0, fields + 2)
         lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
         lua_setmetatable(L, -2)
         return Pending(table: lua_topointer(L, -1), range: range)
@@ -187,16 +188,31 @@ final class MessageArguments {
             encodedBySluice = false
         }
         guard let bytes, lua_gettop(L) >= arguments + 3, lua_checkstack(L, 4) != 0 else { return }
-        keep(pending.0, at: arguments + 1, bytes)
-        keep(pending.1, at: arguments + 2, bytes)
-        keep(pending.2, at: arguments + 3, bytes)
-    }
-
-    private func keep(_ entry: Pending, at index: Int32, _ bytes: UnsafeBufferPointer<UInt8>) {
-        guard let table = entry.table, lua_topointer(L, index) == table else { return }
-        bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
-            sluice_lua_keep_text(L, index, $0 + entry.range.lowerBound, entry.range.count)
+        // The tables still lazy, at their stack slots (no array: this runs for every call).
+        func lazy(_ entry: Pending, _ index: Int32) -> Bool { entry.table != nil && lua_topointer(L, index) == entry.table }
+        let kept = (lazy(pending.0, arguments + 1), lazy(pending.1, arguments + 2), lazy(pending.2, arguments + 3))
+        guard kept.0 || kept.1 || kept.2 else { return }
+        let top = lua_gettop(L)
+        defer { lua_settop(L, top) }
+        let whole = bytes.count < Int(UInt32.max)
+        if whole {
+            // One copy of the message for all of them.
+            bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) { _ = lua_pushlstring(L, $0, bytes.count) }
         }
+        func keep(_ entry: Pending, at index: Int32) {
+            if whole {
+                sluice_lua_keep_text(L, index, -1, lua_Integer(entry.range.lowerBound), lua_Integer(entry.range.count))
+                return
+            }
+            bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                _ = lua_pushlstring(L, $0 + entry.range.lowerBound, entry.range.count)
+            }
+            sluice_lua_keep_text(L, index, -1, 0, lua_Integer(entry.range.count))
+            sluice_lua_pop(L, 1)
+        }
+        if kept.0 { keep(pending.0, at: arguments + 1) }
+        if kept.1 { keep(pending.1, at: arguments + 2) }
+        if kept.2 { keep(pending.2, at: arguments + 3) }
     }
 
     // MARK: - Filling a table
@@ -211,11 +227,14 @@ final class MessageArguments {
         if let bytes, let range = takePending(lua_topointer(L, table)) {
             fill(table, bytes, range)
         } else if sluice_lua_take_kept_text(L, table) == LUA_TSTRING {
-            // A table from an earlier call, filled from its copy (on the stack while it is read).
+            // A table from an earlier call, filled from its call's copy (on the stack while it is read).
+            let packed = lua_tointegerx(L, -1, nil)
             var length = 0
-            let text = lua_tolstring(L, -1, &length)!
+            let text = lua_tolstring(L, -2, &length)!
+            let start = Int(packed >> 32), count = Int(packed & 0xFFFF_FFFF)
+            guard start >= 0, start + count <= length else { return }
             let buffer = UnsafeBufferPointer(start: UnsafeRawPointer(text).assumingMemoryBound(to: UInt8.self), count: length)
-            fill(table, buffer, 0..<length)
+            fill(table, buffer, start..<(start + count))
         }
     }
 
