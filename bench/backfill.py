@@ -16,20 +16,14 @@ import urllib.request
 import psycopg2
 
 import workload
-from common import (Broker, children_cpu, confirmed_flush, cpu_share, current_lsn, drop_slot, log, log_problems,
-                    machine_cpu, median, proc_sample, sql_one, stop_process, tail)
+from common import (Broker, children_cpu, confirmed_flush, cpu_share, current_lsn, drop_slot, free_port, log,
+                    log_problems, machine_cpu, median, proc_sample, sql_one, stop_process, tail)
 from runners import start_sluice
 
 
 BACKFILL_TABLE = "public.bench_backfill"
 BACKFILL_PUBLICATION = "bench_backfill"  # public.bench (the stream's table) + public.bench_backfill
 COPY_SQL = f"COPY (SELECT * FROM {BACKFILL_TABLE} ORDER BY id) TO STDOUT"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api(port, token, method, path, body=None, timeout=10):

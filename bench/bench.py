@@ -42,7 +42,7 @@ from common import PUBLICATION, ROOT, Env, allow_wal2json, log  # noqa: E402
 from latency import latency  # noqa: E402
 from profiling import profile  # noqa: E402
 from report import machine, render, write_markdown  # noqa: E402
-from throughput import big_transaction, hot_rows, throughput  # noqa: E402
+from throughput import big_transaction, hot_rows, kafka_floor, throughput  # noqa: E402
 
 
 def main():
@@ -73,7 +73,9 @@ def main():
                    help="backfill: parallel writers of those changes (default 4, so that they outpace sluice)")
     p.add_argument("--copy-runs", type=int, default=3, help="backfill: timed COPY runs (median is quoted)")
     p.add_argument("--hot-updates", type=int, default=20_000, help="hot rows: updates of the one row (and of uniform keys)")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,big,hot,latency,backfill")
+    p.add_argument("--floor-message-bytes", type=int, default=850,
+                   help="Kafka floor: size of the pre-built messages (default 850, about sluice's on this workload)")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,big,hot,floor,latency,backfill")
     p.add_argument("--markdown", default=os.path.join(ROOT, "BENCHMARKS.md"),
                    help="file to update ('' = do not write)")
     p.add_argument("--json", default=os.path.join(ROOT, ".build-bench", "bench-results.json"))
@@ -98,6 +100,8 @@ def main():
         results["big_transaction"] = big_transaction(env, conn, args)
     if "hot" not in skip and args.hot_updates > 0:
         results["hot_rows"] = hot_rows(env, conn, args)
+    if "floor" not in skip:
+        results["kafka_floor"] = kafka_floor(env, args)
     if "latency" not in skip:
         results["latency"] = latency(env, conn, args)
     if "backfill" not in skip and not args.no_backfill and args.backfill_rows > 0:
@@ -131,6 +135,8 @@ def main():
                                               + results.get("throughput", {}).get("naive", [])
                                               + ([results["big_transaction"]] if "big_transaction" in results else [])
                                               + [results["hot_rows"][k] for k in ("hot", "uniform") if "hot_rows" in results]
+                                              + [results["kafka_floor"][k] for k in ("sluice", "in_flight_5")
+                                                 if "kafka_floor" in results]
                                               + results.get("latency", {}).get("sluice", [])
                                               + backfill_runs(results.get("backfill"))))
     failed = failed or bool((results.get("backfill") or {}).get("error"))

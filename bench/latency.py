@@ -8,15 +8,19 @@ import json
 import multiprocessing
 import os
 import queue
+import re
 import select
+import socket
 import statistics
 import time
+import urllib.error
+import urllib.request
 
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition, KafkaError
 
 import workload
-from common import (PUBLICATION, Broker, cpu_share, drop_slot, fmt_ms, log, log_problems, machine_cpu,
+from common import (PUBLICATION, Broker, cpu_share, drop_slot, fmt_ms, free_port, log, log_problems, machine_cpu,
                     proc_sample, sql_one, stop_process, tail)
 from runners import start_sluice
 
@@ -57,6 +61,7 @@ def floor_producer(hosts, topic, rate, seconds, per_batch, message_bytes, measur
     `per_batch` messages carries its hand-over time as metadata.commit_timestamp, in sluice's format."""
     from confluent_kafka import Producer
     producer = Producer({"bootstrap.servers": hosts, "enable.idempotence": True, "acks": "all",
+                         "enable.gapless.guarantee": True, "max.in.flight.requests.per.connection": 1,
                          "partitioner": "murmur2_random", "linger.ms": 5, "batch.num.messages": 1000})
     acks = []
 
@@ -82,6 +87,76 @@ def floor_producer(hosts, topic, rate, seconds, per_batch, message_bytes, measur
         producer.poll(0)
     producer.flush(60)
     out.put({"rows": n, "seconds": time.monotonic() - t0, "late": 0, "acks": sorted(acks)})
+
+
+def commit_to_ack_histogram(port, token):
+    """sluice's `sluice_commit_to_ack_seconds` histogram from its /metrics: {upper bound s: cumulative count}
+    summed over sinks, with the total count under "count"; None if it did not answer."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+        return None
+    buckets = {}
+    count = 0
+    for line in text.splitlines():
+        m = re.match(r'^sluice_commit_to_ack_seconds_bucket\{(.*)\}\s+([0-9.eE+]+)$', line)
+        if m:
+            le = re.search(r'le="([^"]+)"', m.group(1)).group(1)
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0) + float(m.group(2))
+        m = re.match(r'^sluice_commit_to_ack_seconds_count(\{.*\})?\s+([0-9.eE+]+)$', line)
+        if m:
+            count += float(m.group(2))
+    return {"buckets": buckets, "count": count}
+
+
+def wait_acks_settled(console, before, timeout=30):
+    """The histogram once its count stops moving (every message of the run acknowledged)."""
+    last, still = None, 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = commit_to_ack_histogram(*console)
+        if now and last and now["count"] == last["count"]:
+            still += 1
+            if still >= 3:
+                return now
+        else:
+            still = 0
+        last = now
+        time.sleep(0.3)
+    return last
+
+
+def histogram_quantiles(before, after, prefix):
+    """p50/p99/p99.9 (ms) of the observations between two scrapes of a cumulative histogram, by linear
+    interpolation within the bucket (so only as fine as the buckets: 10, 15, 25, 50, 100 ms …), and the
+    share of them at or below 25 ms (a bucket bound, so exact)."""
+    if not before or not after:
+        return {f"{prefix}count": None}
+    bounds = sorted(after["buckets"])
+    cumulative = [after["buckets"][b] - before["buckets"].get(b, 0) for b in bounds]
+    total = cumulative[-1] if cumulative else 0
+    result = {f"{prefix}count": int(total)}
+    if total <= 0:
+        return result
+    for name, q in (("p50", 0.50), ("p99", 0.99), ("p999", 0.999)):
+        target = q * total
+        lower_bound, lower_count = 0.0, 0.0
+        for bound, count in zip(bounds, cumulative):
+            if count >= target:
+                if bound == float("inf"):
+                    value = lower_bound
+                else:
+                    share = (target - lower_count) / (count - lower_count) if count > lower_count else 1.0
+                    value = lower_bound + share * (bound - lower_bound)
+                result[f"{prefix}{name}_ms"] = value * 1000.0
+                break
+            lower_bound, lower_count = bound, count
+    at_25 = dict(zip(bounds, cumulative)).get(0.025)
+    result[f"{prefix}within_25ms"] = at_25 / total if at_25 is not None else None
+    return result
 
 
 PG_EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
@@ -220,8 +295,10 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
         kafka.create_topic(topic, args.partitions)
     if kind != "kafka_floor":
         sql_one(conn, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    console = None
     if kind == "sluice":
-        proc, logpath = start_sluice(env, slot, topic, f"latency_{rate}")
+        console = (free_port(), "bench-latency-token")
+        proc, logpath = start_sluice(env, slot, topic, f"latency_{rate}", console=console)
         for _ in range(300):  # until sluice streams from its slot
             if sql_one(conn, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)):
                 break
@@ -261,6 +338,11 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
     cpu_before = machine_cpu()
     for w in procs:
         w.start()
+    # sluice's own commit → broker ack histogram, from the end of the warm-up to the end of the run.
+    ack_before = ack_after = None
+    if console:
+        time.sleep(max(0.0, measure_from.value - time.time()))
+        ack_before = commit_to_ack_histogram(*console)
     reports = []
     while len(reports) < writers:
         if proc is not None:
@@ -275,6 +357,8 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
     for w in procs:
         w.join()
     busy, steal = cpu_share(cpu_before, machine_cpu())
+    if console:
+        ack_after = wait_acks_settled(console, ack_before)
     written = sum(r["rows"] for r in reports)
     writer_seconds = max((r["seconds"] for r in reports), default=0)
     count_q.put(written)
@@ -300,6 +384,7 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
         acks = sorted(a for r in reports for a in r.get("acks", []))
         result.update(distribution(acks, "ack_"))
     if kind == "sluice":
+        result.update(histogram_quantiles(ack_before, ack_after, "sluice_ack_"))
         rc = stop_process(proc)
         measured = [x for x in samples if x[0] >= args.warmup]
         cpu = None

@@ -302,9 +302,38 @@ def render(results, args):
             summary[f"{f}_plain_broker"] = vb / b2 if vb and b2 else None
         summary["cpu_per_100k"] = median([r["cpu_seconds"] / n * 1e5 for r in t["sluice"]
                                           if r["cpu_seconds"] is not None])
+        summary["naive_cpu_per_100k"] = median([r["cpu_seconds"] / n * 1e5 for r in t["naive"]
+                                                if r.get("cpu_seconds") is not None])
         all_sluice = [r for kind in ("sluice", *[f"sluice_{f}" for f in FUNCTIONS]) for r in t.get(kind, [])]
         summary["backlog_peak"] = max((r["peak_rss_kb"] for r in all_sluice), default=None)
         summary["backlog_steady"] = median([r["steady_rss_kb"] for r in t["sluice"]])
+
+    kfl = results.get("kafka_floor")
+    if kfl:
+        w(f"### The Kafka floor: a bare producer, {kfl['messages']:,} pre-built messages of {kfl['message_bytes']} bytes")
+        w("")
+        w("| producer | messages/s | seconds | producer CPU s per 100k | broker CPU s per 100k |")
+        w("|---|---:|---:|---:|---:|")
+        for name, what in (("sluice", "`kcat -P` with sluice's producer settings (idempotent, acks=all, gapless, "
+                                      "1 request in flight per connection, linger.ms=5)"),
+                           ("in_flight_5", "`kcat -P`, the same but librdkafka's 5 requests in flight, not gapless")):
+            r = kfl.get(name)
+            if not r:
+                continue
+            failed = f" ({r['failure']})" if r.get("failure") else ""
+            w(f"| {what}{failed} | {r['rate']:,.0f} | {r['seconds']:.2f} | "
+              f"{r['cpu_seconds'] / kfl['messages'] * 1e5:.2f} | {r['broker_cpu_seconds'] / kfl['messages'] * 1e5:.2f} |")
+        w("")
+        w("No PostgreSQL and no sluice: `kcat` reads keyed, Sequin-shaped JSON lines from a file and sends them to a "
+          "fresh broker (topic with the same partitions), timed until it has every delivery report and exits. "
+          "This is what this broker can take from one librdkafka producer on this machine: a ceiling for anything "
+          "that sends to it, sluice's stream and backfills included.")
+        w("")
+        summary["floor_rate"] = kfl["sluice"]["rate"] if kfl.get("sluice") else None
+        summary["floor_rate_5"] = kfl["in_flight_5"]["rate"] if kfl.get("in_flight_5") else None
+        if kfl.get("sluice"):
+            summary["floor_cpu_per_100k"] = kfl["sluice"]["cpu_seconds"] / kfl["messages"] * 1e5
+            summary["floor_broker_cpu_per_100k"] = kfl["sluice"]["broker_cpu_seconds"] / kfl["messages"] * 1e5
 
     latres = results.get("latency") or {}
     lat = latres.get("sluice", [])
@@ -323,7 +352,14 @@ def render(results, args):
                     continue
                 failed = f" ({row['failure']})" if row.get("failure") else ""
                 if kind == "sluice":
-                    ack, cpu = "not exposed yet", pct(row["sluice_cpu_fraction"])
+                    cpu = pct(row["sluice_cpu_fraction"])
+                    if row.get("sluice_ack_p99_ms") is not None:
+                        within = row.get("sluice_ack_within_25ms")
+                        ack = (f"sluice's histogram: p50 {fmt_ms(row['sluice_ack_p50_ms'])} ms, p99 "
+                               f"{fmt_ms(row['sluice_ack_p99_ms'])} ms" +
+                               (f" ({within * 100:.1f}% ≤ 25 ms)" if within is not None else ""))
+                    else:
+                        ack = "not scraped"
                 elif kind == "kafka_floor":
                     ack, cpu = f"hand-over → ack p50 {fmt_ms(row['ack_p50_ms'])} ms, p99 {fmt_ms(row['ack_p99_ms'])} ms", ""
                 else:
@@ -337,11 +373,14 @@ def render(results, args):
         w("**sluice**: writers commit inserts into `public.bench` at the target rate (sluice's messages are "
           f"{median(sizes) or 0:.0f} bytes on average); latency = receipt by a Python consumer (confluent-kafka, "
           "assigned to every partition) minus `metadata.commit_timestamp`, on the same clock. "
-          "sluice does not expose when the broker acknowledged a message, hence \"not exposed yet\". "
+          "Commit → broker ack is sluice's own `sluice_commit_to_ack_seconds` histogram (commit time from "
+          "PostgreSQL to the delivery report, per message), scraped from `/metrics` at the end of the warm-up and once "
+          "the run's acknowledgements are in; its quantiles are interpolated within buckets (…, 10, 15, 25, 50, 100 ms, …), "
+          "the share ≤ 25 ms is exact. "
           "**Floor, PostgreSQL**: the same writers, read by a bare pgoutput client (psycopg2) instead of sluice: "
           "what PostgreSQL's commit and walsender alone take. "
           "**Floor, Kafka**: no PostgreSQL — a librdkafka producer with sluice's settings (acks=all, idempotent, "
-          "linger.ms=5, murmur2_random) sends messages of sluice's size in the same batches at the same pace to the "
+          "gapless, one request in flight per connection, linger.ms=5, murmur2_random) sends messages of sluice's size in the same batches at the same pace to the "
           "same broker and the same consumer: what the broker and the consumer alone take. "
           "sluice CPU = share of one core; machine CPU busy = share of all cores (everything on the machine, "
           "incl. writers, PostgreSQL, broker and consumer).")
@@ -349,6 +388,8 @@ def render(results, args):
         for r in lat:
             if r["rate"] == 5000:
                 summary["p99_5000"] = r["p99_ms"]
+                summary["ack_p99_5000"] = r.get("sluice_ack_p99_ms")
+                summary["ack_within_25_5000"] = r.get("sluice_ack_within_25ms")
                 kf = floors["kafka_floor"].get(5000)
                 pf = floors["pg_floor"].get(5000)
                 summary["p99_5000_kafka_floor"] = kf["p99_ms"] if kf else None
@@ -442,6 +483,17 @@ def render(results, args):
            lambda v: v <= 50, lambda v: f"{v:.1f} ms" + (
                f" (floors: PostgreSQL {fmt_ms(summary.get('p99_5000_pg_floor'))} ms, "
                f"Kafka {fmt_ms(summary.get('p99_5000_kafka_floor'))} ms)" if summary.get("p99_5000_kafka_floor") else ""))
+    fc = summary.get("floor_cpu_per_100k")
+    target("sluice CPU s per 100k changes ≤ the naive pipe's clients (pg_recvlogical + kcat)", summary.get("cpu_per_100k"),
+           lambda v: summary.get("naive_cpu_per_100k") is not None and v <= summary["naive_cpu_per_100k"],
+           lambda v: f"{v:.2f} vs " + (f"{summary['naive_cpu_per_100k']:.2f}" if summary.get("naive_cpu_per_100k") is not None else "-") +
+                     (f" (bare producer alone: {fc:.2f})" if fc is not None else ""))
+    kf5 = floors["kafka_floor"].get(5000) if lat else None
+    target("p99 commit → broker ack ≤ 25 ms at 5,000 changes/s (sluice's histogram)", summary.get("ack_p99_5000"),
+           lambda v: (summary.get("ack_within_25_5000") or 0) >= 0.99,
+           lambda v: f"{v:.1f} ms" + (f", {summary['ack_within_25_5000'] * 100:.1f}% ≤ 25 ms"
+                                      if summary.get("ack_within_25_5000") is not None else "") +
+                     (f" (bare producer hand-over → ack p99: {fmt_ms(kf5.get('ack_p99_ms'))} ms)" if kf5 else ""))
     for f, name, goal in (("route", "routing function `by-id`: (d) / (b) ≥ 0.90", 0.90),
                           ("filter", "filter `keep-all`: (e) / (b) ≥ 0.95", 0.95)):
         if t and t.get("functions"):
@@ -450,9 +502,13 @@ def render(results, args):
                    lambda v, fb=fb, f=f: f"{v:.2f} ({summary[f'sluice_{f}']:,.0f} vs {summary['sluice']:,.0f} "
                                          f"changes/s" + (f"; b′: {fb:.2f}" if fb else "") + ")")
     if bf:
+        fr = summary.get("floor_rate")
         target("backfill / `COPY … ORDER BY id TO STDOUT` ≥ 0.5 (rows/s, stream idle)", summary.get("backfill_copy"),
                lambda v: v >= 0.5, lambda v: f"{v:.2f} ({summary['backfill_rate']:,.0f} vs "
-                                             f"{summary['copy_rate']:,.0f} rows/s)")
+                                             f"{summary['copy_rate']:,.0f} rows/s" +
+                                             (f"; the Kafka floor alone: {fr:,.0f} messages/s = "
+                                              f"{fr / summary['copy_rate']:.2f} of COPY" if fr and summary.get("copy_rate") else "")
+                                             + ")")
     if hot:
         target("hot row / uniform keys ≥ 0.25, in order", summary.get("hot_uniform"),
                lambda v: v >= 0.25 and summary.get("hot_in_order"),
@@ -467,7 +523,10 @@ def render(results, args):
                    (("route", "with the routing function"), ("filter", "with the filter"))
                    if summary.get(f"cpu_per_100k_{f}") is not None]
         w(f"Cost: sluice used **{summary['cpu_per_100k']:.2f} CPU s (user+sys) per 100,000 changes** "
-          f"(median of the backlog runs)" + (f"; {', '.join(fn_cost)}." if fn_cost else "."))
+          f"(median of the backlog runs)" + (f"; {', '.join(fn_cost)}." if fn_cost else ".") +
+          (f" The bare producer (the Kafka floor above) used {summary['floor_cpu_per_100k']:.2f} CPU s per 100,000 "
+           f"pre-built messages, the broker {summary['floor_broker_cpu_per_100k']:.2f}."
+           if summary.get("floor_cpu_per_100k") is not None else ""))
         w("")
 
     prof = results.get("profile")

@@ -1,15 +1,19 @@
 """Throughput from a backlog: the bench workload written once, then read from slots at the same LSN by
 the ceiling, sluice (plain and with each user function) and the naive pipe, each with a fresh broker;
 sluice's memory during one large transaction; and hot rows, one row updated over and over next to as
-many different rows, with a check that the hot row's updates arrive in order.
+many different rows, with a check that the hot row's updates arrive in order; and the Kafka floor, a bare
+producer sending pre-built messages.
 """
 import json
+import os
+import subprocess
 import time
 
 from confluent_kafka import Consumer, TopicPartition
 
 import workload
-from common import PUBLICATION, Broker, confirmed_flush, current_lsn, drop_slot, log, lsn_text, sql_one
+from common import (PUBLICATION, Broker, children_cpu, confirmed_flush, current_lsn, drop_slot, log, lsn_text,
+                    sql_one)
 from runners import FUNCTIONS, run_ceiling, run_naive, run_sluice_backlog
 
 
@@ -180,4 +184,56 @@ def hot_rows(env, conn, args):
             run["rate"] = count / run["seconds_slot"]
             log(f"hot rows ({kind}): {run['rate']:,.0f} changes/s")
         results[kind] = run
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# The Kafka floor: a bare producer with pre-built messages
+# ---------------------------------------------------------------------------------------------
+
+FLOOR_SETTINGS = {
+    "sluice": ["enable.idempotence=true", "acks=all", "enable.gapless.guarantee=true",
+               "max.in.flight.requests.per.connection=1", "partitioner=murmur2_random", "linger.ms=5",
+               "batch.num.messages=1000", "queue.buffering.max.messages=100000"],
+    "in_flight_5": ["enable.idempotence=true", "acks=all", "partitioner=murmur2_random", "linger.ms=5",
+                    "batch.num.messages=1000", "queue.buffering.max.messages=100000"],
+}
+
+
+def kafka_floor(env, args):
+    """What the broker takes without PostgreSQL and without sluice: `kcat -P` (librdkafka) sends
+    `--changes` pre-built messages of `--floor-message-bytes` (keyed like sluice's, Sequin-shaped JSON)
+    from a file to a fresh broker, once with sluice's producer settings and once with librdkafka's five
+    requests in flight; timed until kcat has every delivery report and exits. CPU of kcat and of the broker."""
+    n, size = args.changes, args.floor_message_bytes
+    path = f"{env.workdir}/kafka-floor-messages.tsv"
+    with open(path, "w") as f:
+        for i in range(n):
+            head = '{"record":{"id":%d,"note":"' % i
+            tail = '"},"changes":null,"action":"insert","metadata":{"table_schema":"public","table_name":"bench","commit_idx":%d}}' % i
+            f.write(f"{i}\t{head}{'x' * max(0, size - len(head) - len(tail))}{tail}\n")
+    results = {"messages": n, "message_bytes": size}
+    for name, settings in FLOOR_SETTINGS.items():
+        topic = f"bench_kafka_floor_{name}_{env.run_id}"
+        with Broker(env) as broker:
+            broker.kafka.create_topic(topic, args.partitions)
+            cmd = ["kcat", "-P", "-b", broker.hosts, "-t", topic, "-K", "\t", "-l", path]
+            for setting in settings:
+                cmd += ["-X", setting]
+            broker_cpu0 = broker.cpu_seconds()
+            cpu0 = children_cpu()
+            t0 = time.monotonic()
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
+            seconds = time.monotonic() - t0
+            client_cpu = children_cpu() - cpu0
+            broker_cpu = broker.cpu_seconds() - broker_cpu0
+            stored = broker.kafka.end_offsets(topic)
+        run = {"settings": settings, "seconds": seconds, "rate": n / seconds, "cpu_seconds": client_cpu,
+               "broker_cpu_seconds": broker_cpu, "messages_on_broker": stored,
+               "failure": None if proc.returncode == 0 and stored == n else
+               f"kcat exited {proc.returncode} ({proc.stderr.strip()[-300:]}); {stored} of {n} messages on the broker"}
+        log(f"kafka floor ({name}): {n:,} messages of {size} bytes in {seconds:.2f} s ({n / seconds:,.0f}/s), "
+            f"kcat CPU {client_cpu:.2f} s, broker CPU {broker_cpu:.2f} s")
+        results[name] = run
+    os.remove(path)
     return results

@@ -148,10 +148,11 @@ final class MessageArguments {
         let changes = layout.changes.map { Int($0.lowerBound)..<Int($0.upperBound) }
         guard buffer.count > 2, Int(layout.metadataStart) < buffer.count - 1 else { return nil }
         let metadata = layout.metadata(in: buffer.count)
-        for range in [record, metadata] + (changes.map { [$0] } ?? []) {
-            guard range.lowerBound >= 0, range.count >= 2, range.upperBound <= buffer.count,
-                  buffer[range.lowerBound] == UInt8(ascii: "{"), buffer[range.upperBound - 1] == UInt8(ascii: "}") else { return nil }
+        func isObject(_ range: Range<Int>) -> Bool {
+            range.lowerBound >= 0 && range.count >= 2 && range.upperBound <= buffer.count
+                && buffer[range.lowerBound] == UInt8(ascii: "{") && buffer[range.upperBound - 1] == UInt8(ascii: "}")
         }
+        guard isObject(record), isObject(metadata), changes.map(isObject) ?? true else { return nil }
         return (record, changes, metadata)
     }
 
