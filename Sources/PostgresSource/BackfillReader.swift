@@ -89,9 +89,24 @@ public final class BackfillReader {
         try connection.query("SELECT $1::\(type)", [value])
     }
 
-    /// Writes a watermark into the WAL (outside any transaction) and returns its position.
+    /// Writes a watermark into the WAL (a non-transactional message: it is in the stream at its
+    /// position, whatever else commits) and returns its position. The WAL is flushed right away: a
+    /// message alone does not flush it, and the walsender sends only flushed WAL, so it would wait for
+    /// the WAL writer (up to `wal_writer_delay`, 200 ms by default) on an otherwise idle database —
+    /// for every page. A transaction with an xid flushes at its commit (`local`: flushed here, never
+    /// waiting for a synchronous standby); it changes nothing, and pgoutput skips it as empty.
     public func emitWatermark(_ content: String) throws(PostgresError) -> LSN {
-        let result = try connection.query("SELECT pg_logical_emit_message(false, $1, $2)", [Self.watermarkPrefix, content])
+        try connection.query("BEGIN")
+        let result: QueryResult
+        do {
+            try connection.query("SET LOCAL synchronous_commit TO local")
+            result = try connection.query("SELECT pg_logical_emit_message(false, $1, $2), pg_current_xact_id()",
+                                          [Self.watermarkPrefix, content])
+            try connection.query("COMMIT")
+        } catch {
+            _ = try? connection.query("ROLLBACK")
+            throw error
+        }
         guard let text = result.rows.first?[0], let lsn = LSN(text) else {
             throw PostgresError(.query, "pg_logical_emit_message returned no position")
         }

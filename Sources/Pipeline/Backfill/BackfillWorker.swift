@@ -77,6 +77,7 @@ final class BackfillWorker: @unchecked Sendable {
             number += 1
             do {
                 let tag = "\(run)-\(number)"
+                let pageStarted = Date()
                 coordinator.expect(backfillID: record.id, tag: tag, table: table.name)
                 _ = try reader.emitWatermark("\(record.id):\(tag):low")
                 let started = Date()
@@ -89,7 +90,9 @@ final class BackfillWorker: @unchecked Sendable {
                                         snapshot: readSnapshot, readAt: readAt)
                 coordinator.register(page)
                 let high = try reader.emitWatermark("\(record.id):\(tag):high")
+                let highWritten = Date()
                 guard waitUntilSafe(page, high: high) else { return }  // stopping; resumes from the saved cursor
+                let safe = Date()
                 if page.mustReread {
                     // A transaction the read missed had already streamed: read the page again (not yet counted).
                     Thread.sleep(forTimeInterval: 0.05)
@@ -102,6 +105,11 @@ final class BackfillWorker: @unchecked Sendable {
                     record.rowsIngestedCount += page.emitted
                 }
                 try ledger.save(snapshot)
+                logger.debug("backfill page", metadata: metadata([
+                    "rows": "\(rows.count)", "emitted": "\(page.emitted)", "query_ms": "\(Int(queryMS))",
+                    "watermarks_ms": "\(Int((highWritten.timeIntervalSince(pageStarted) - queryMS / 1000) * 1000))",
+                    "emitted_and_safe_ms": "\(Int(safe.timeIntervalSince(highWritten) * 1000))",
+                    "saved_ms": "\(Int(Date().timeIntervalSince(safe) * 1000))"]))
                 logProgress()
                 if rows.count < pageSize { return end(.completed) }
                 // Keep each query under max_query_ms: halve when over, grow while well under.
