@@ -6,8 +6,9 @@ import SluiceCore
 import Synchronization
 
 /// Runs one backfill on a thread of its own: page by page, low watermark → keyset read → high
-/// watermark → wait until the stream emitted the page and the slot passed it (so its rows are in
-/// Kafka, parked or filtered) → save the cursor. A restart resumes from the saved cursor.
+/// watermark → wait until the stream emitted the page (reading the next page meanwhile) and the slot
+/// passed it (so its rows are in Kafka, parked or filtered) → save the cursor. A restart resumes
+/// from the saved cursor.
 final class BackfillWorker: @unchecked Sendable {
     static let firstPageSize = 1_000
     static let maxPageSize = 10_000
@@ -64,41 +65,80 @@ final class BackfillWorker: @unchecked Sendable {
 
     // MARK: - Pages
 
+    /// A page read (between its low watermark and the next step), not yet given its high watermark.
+    private struct Read {
+        var tag: String
+        var rows: [Tuple]
+        var snapshot: Snapshot?
+        var limit: Int
+        var queryMS: Double
+        var started: Date
+    }
+
+    /// Writes a page's low watermark and reads it: `limit` rows after `cursor`.
+    private func read(tag: String, after cursor: [String]?, limit: Int) throws -> Read {
+        let started = Date()
+        coordinator.expect(backfillID: record.id, tag: tag, table: table.name)
+        _ = try reader.emitWatermark("\(record.id):\(tag):low")
+        let queryStarted = Date()
+        let (rows, snapshot) = try reader.page(table, sortColumn: record.sortColumn, start: record.startPosition,
+                                               after: cursor, limit: limit)
+        return Read(tag: tag, rows: rows, snapshot: snapshot, limit: limit,
+                    queryMS: Date().timeIntervalSince(queryStarted) * 1000, started: started)
+    }
+
+    /// Page by page. While a page's messages travel to Kafka, the next page is read (its low
+    /// watermark and query): only once the stream has emitted the page, so the windows of two pages
+    /// never overlap, and its high watermark only once the page is safe, so at most one page is ever
+    /// sent and not yet safe (what a crash sends again).
     private func run() {
         var pageSize = Self.firstPageSize
         var number = 0
         let run = UUID().uuidString.prefix(8).lowercased()
+        var ahead: Read?
         defer { coordinator.forget(backfillID: record.id) }
         logger.info("backfill started", metadata: metadata(["rows_estimate": "\(record.rowsInitialCount)",
                                                             "resuming": "\(record.cursor != nil)"]))
         while true {
             if cancelRequested.load(ordering: .relaxed) { return end(.cancelled) }
             if stopRequested.load(ordering: .relaxed) { return }
-            number += 1
             do {
-                let tag = "\(run)-\(number)"
-                let pageStarted = Date()
-                coordinator.expect(backfillID: record.id, tag: tag, table: table.name)
-                _ = try reader.emitWatermark("\(record.id):\(tag):low")
-                let started = Date()
-                let (rows, readSnapshot) = try reader.page(table, sortColumn: record.sortColumn, start: record.startPosition,
-                                                       after: record.cursor, limit: pageSize)
-                let queryMS = Date().timeIntervalSince(started) * 1000
+                let current: Read
+                if let read = ahead {
+                    current = read
+                    ahead = nil
+                } else {
+                    number += 1
+                    current = try read(tag: "\(run)-\(number)", after: record.cursor, limit: pageSize)
+                }
+                let rows = current.rows
                 if rows.isEmpty { return end(.completed) }
                 let readAt = Int64((Date().timeIntervalSince1970 - 946_684_800) * 1_000_000)
-                let page = BackfillPage(backfillID: record.id, tag: tag, sink: record.sink, table: table, rows: rows,
-                                        snapshot: readSnapshot, readAt: readAt)
+                let page = BackfillPage(backfillID: record.id, tag: current.tag, sink: record.sink, table: table, rows: rows,
+                                        snapshot: current.snapshot, readAt: readAt)
                 coordinator.register(page)
-                let high = try reader.emitWatermark("\(record.id):\(tag):high")
+                let high = try reader.emitWatermark("\(record.id):\(current.tag):high")
                 let highWritten = Date()
-                guard waitUntilSafe(page, high: high) else { return }  // stopping; resumes from the saved cursor
-                let safe = Date()
+                guard waitUntilEmitted(page) else { return }  // stopping; resumes from the saved cursor
                 if page.mustReread {
                     // A transaction the read missed had already streamed: read the page again (not yet counted).
                     Thread.sleep(forTimeInterval: 0.05)
                     continue
                 }
+                // Keep each query under max_query_ms: halve when over, grow while well under.
+                if current.queryMS > Double(maxQueryMS) {
+                    pageSize = max(10, pageSize / 2)
+                } else if current.queryMS < Double(maxQueryMS) / 4 {
+                    pageSize = min(Self.maxPageSize, pageSize * 2)
+                }
                 let cursor = orderValues(of: rows[rows.count - 1])
+                let last = rows.count < current.limit
+                if !last && !shouldStop {
+                    number += 1
+                    ahead = try read(tag: "\(run)-\(number)", after: cursor, limit: pageSize)
+                }
+                guard waitUntilSafe(page, high: high) else { return }
+                let safe = Date()
                 update { record in
                     record.cursor = cursor
                     record.rowsProcessedCount += rows.count
@@ -106,18 +146,12 @@ final class BackfillWorker: @unchecked Sendable {
                 }
                 try ledger.save(snapshot)
                 logger.debug("backfill page", metadata: metadata([
-                    "rows": "\(rows.count)", "emitted": "\(page.emitted)", "query_ms": "\(Int(queryMS))",
-                    "watermarks_ms": "\(Int((highWritten.timeIntervalSince(pageStarted) - queryMS / 1000) * 1000))",
+                    "rows": "\(rows.count)", "emitted": "\(page.emitted)", "query_ms": "\(Int(current.queryMS))",
+                    "read_ms": "\(Int(highWritten.timeIntervalSince(current.started) * 1000))",
                     "emitted_and_safe_ms": "\(Int(safe.timeIntervalSince(highWritten) * 1000))",
                     "saved_ms": "\(Int(Date().timeIntervalSince(safe) * 1000))"]))
                 logProgress()
-                if rows.count < pageSize { return end(.completed) }
-                // Keep each query under max_query_ms: halve when over, grow while well under.
-                if queryMS > Double(maxQueryMS) {
-                    pageSize = max(10, pageSize / 2)
-                } else if queryMS < Double(maxQueryMS) / 4 {
-                    pageSize = min(Self.maxPageSize, pageSize * 2)
-                }
+                if last { return end(.completed) }
             } catch {
                 logger.error("backfill failed", metadata: metadata(["error": "\(error)"]))
                 update { $0.lastError = "\(error)" }
@@ -126,11 +160,16 @@ final class BackfillWorker: @unchecked Sendable {
         }
     }
 
-    /// Waits for the stream to emit the page at its high watermark, then for the slot to pass it.
-    private func waitUntilSafe(_ page: BackfillPage, high: LSN) -> Bool {
+    /// Waits for the stream to come to the page's high watermark (and emit it, or ask for a reread).
+    private func waitUntilEmitted(_ page: BackfillPage) -> Bool {
         while !page.wait(timeout: 0.5) {
             if stopRequested.load(ordering: .relaxed) { return false }
         }
+        return true
+    }
+
+    /// After the page was emitted: waits for the slot to pass it (its messages are in Kafka, parked or filtered).
+    private func waitUntilSafe(_ page: BackfillPage, high: LSN) -> Bool {
         while !page.mustReread, confirmed() < page.highLSN {
             if stopRequested.load(ordering: .relaxed) { return false }
             Thread.sleep(forTimeInterval: 0.01)
