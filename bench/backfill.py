@@ -6,17 +6,14 @@ import datetime
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 import psycopg2
 
 import workload
-from common import (Broker, children_cpu, confirmed_flush, cpu_share, current_lsn, drop_slot, free_port, log,
+from common import (Broker, children_cpu, confirmed_flush, console_request, cpu_share, current_lsn, drop_slot, free_port, log,
                     log_problems, machine_cpu, median, proc_sample, sql_one, stop_process, tail)
 from runners import start_sluice
 
@@ -28,19 +25,15 @@ COPY_SQL = f"COPY (SELECT * FROM {BACKFILL_TABLE} ORDER BY id) TO STDOUT"
 
 def api(port, token, method, path, body=None, timeout=10):
     """One request to sluice's console API; (HTTP status, parsed JSON or None)."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/{path}", data=data, method=method,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read() or b"null")
-        except ValueError:
-            return e.code, None
-    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+    status, raw = console_request(port, token, method, f"/api/{path}", body, timeout)
+    if status is None:
         return None, None
+    try:
+        return status, json.loads(raw or b"null")
+    except ValueError:
+        if 200 <= status < 300:
+            raise
+        return status, None
 
 
 def api_time(text):

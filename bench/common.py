@@ -3,6 +3,7 @@ the broker (a fresh one per measurement, bench/broker.sh) and its Kafka admin cl
 process's RSS and CPU from /proc, a sluice log's warning/error lines, and the median and millisecond
 formatting that both the parts' log lines and the report use.
 """
+import json
 import os
 import re
 import resource
@@ -12,6 +13,8 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition
@@ -276,3 +279,26 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def console_request(port, token, method, path, body=None, timeout=10):
+    """One request to sluice's console on 127.0.0.1:port with its bearer token (`body` sent as JSON):
+    (HTTP status, response bytes), or (None, None) when nothing answered."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+        return None, None
+
+
+def padded_message(n, size, metadata):
+    """A Sequin-shaped insert of about `size` bytes (a `note` of x's fills it up), record id `n`, with
+    `metadata` (the object's inner JSON): what the Kafka floors send instead of sluice's messages."""
+    head = '{"record":{"id":%d,"note":"' % n
+    tail = '"},"changes":null,"action":"insert","metadata":{%s}}' % metadata
+    return head + "x" * max(0, size - len(head) - len(tail)) + tail

@@ -10,18 +10,15 @@ import os
 import queue
 import re
 import select
-import socket
 import statistics
 import time
-import urllib.error
-import urllib.request
 
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition, KafkaError
 
 import workload
-from common import (PUBLICATION, Broker, cpu_share, drop_slot, fmt_ms, free_port, log, log_problems, machine_cpu,
-                    proc_sample, sql_one, stop_process, tail)
+from common import (PUBLICATION, Broker, console_request, cpu_share, drop_slot, fmt_ms, free_port, log, log_problems,
+                    machine_cpu, padded_message, proc_sample, sql_one, stop_process, tail)
 from runners import start_sluice
 
 
@@ -78,10 +75,8 @@ def floor_producer(hosts, topic, rate, seconds, per_batch, message_bytes, measur
         stamp = datetime.datetime.fromtimestamp(sent, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         callback = acked(sent)
         for _ in range(per_batch):
-            head = '{"record":{"id":%d,"note":"' % n
-            tail = ('"},"changes":null,"action":"insert","metadata":{"table_schema":"public","table_name":"bench",'
-                    '"commit_timestamp":"%s","commit_lsn":%d,"commit_idx":0}}' % (stamp, n))
-            value = (head + "x" * max(0, message_bytes - len(head) - len(tail)) + tail).encode()
+            value = padded_message(n, message_bytes, '"table_schema":"public","table_name":"bench",'
+                                   '"commit_timestamp":"%s","commit_lsn":%d,"commit_idx":0' % (stamp, n)).encode()
             producer.produce(topic, key=str(n).encode(), value=value, on_delivery=callback)
             n += 1
         producer.poll(0)
@@ -92,12 +87,10 @@ def floor_producer(hosts, topic, rate, seconds, per_batch, message_bytes, measur
 def commit_to_ack_histogram(port, token):
     """sluice's `sluice_commit_to_ack_seconds` histogram from its /metrics: {upper bound s: cumulative count}
     summed over sinks, with the total count under "count"; None if it did not answer."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            text = response.read().decode()
-    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+    status, raw = console_request(port, token, "GET", "/metrics", timeout=5)
+    if status != 200:
         return None
+    text = raw.decode()
     buckets = {}
     count = 0
     for line in text.splitlines():

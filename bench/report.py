@@ -416,7 +416,6 @@ def render(results, args):
                       f"{mb(median([r['steady_rss_kb'] for r in runs_f]))} | "
                       f"{secs_or_failed(median([None if r['failure'] else r['seconds_slot'] for r in runs_f]))} |")
         if big:
-            secs = big["seconds_slot"]
             w(f"| one transaction of {big['rows']:,} inserts | {big['peak_rss_kb'] / 1024:.0f} MB | "
               f"{mb(big['steady_rss_kb'])} | "
               f"{big_time(big)} |")

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 import workload
 from common import (PUBLICATION, Broker, children_cpu, confirmed_flush, current_lsn, drop_slot, log, lsn_text,
-                    sql_one)
+                    padded_message, sql_one)
 from runners import FUNCTIONS, run_ceiling, run_naive, run_sluice_backlog
 
 
@@ -209,9 +209,8 @@ def kafka_floor(env, args):
     path = f"{env.workdir}/kafka-floor-messages.tsv"
     with open(path, "w") as f:
         for i in range(n):
-            head = '{"record":{"id":%d,"note":"' % i
-            tail = '"},"changes":null,"action":"insert","metadata":{"table_schema":"public","table_name":"bench","commit_idx":%d}}' % i
-            f.write(f"{i}\t{head}{'x' * max(0, size - len(head) - len(tail))}{tail}\n")
+            message = padded_message(i, size, '"table_schema":"public","table_name":"bench","commit_idx":%d' % i)
+            f.write(f"{i}\t{message}\n")
     results = {"messages": n, "message_bytes": size}
     for name, settings in FLOOR_SETTINGS.items():
         topic = f"bench_kafka_floor_{name}_{env.run_id}"

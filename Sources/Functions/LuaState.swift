@@ -54,7 +54,8 @@ final class LuaState {
     func install(_ arguments: MessageArguments) {
         self.arguments = arguments
         budget.pointee.materialize = MessageArguments.materializer
-        budget.pointee.read_field = MessageArguments.fieldReader
+        // A transform's tables are filled whole (the writer needs their shape): no single fields there.
+        budget.pointee.read_field = arguments.readsSingleFields ? MessageArguments.fieldReader : nil
         budget.pointee.materialize_context = Unmanaged.passUnretained(arguments).toOpaque()
     }
 

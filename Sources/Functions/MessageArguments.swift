@@ -50,6 +50,9 @@ final class MessageArguments {
         shapesRef = luaL_ref(L, sluice_lua_registryindex())
     }
 
+    /// Fields can be read one by one (not for a transform's tables, which keep their JSON shape).
+    var readsSingleFields: Bool { !reader.recordsShape }
+
     /// Number texts of the values converted during this call (for the transform writer).
     var numberTexts: [UInt64: [UInt8]] { reader.numberTexts }
 
@@ -77,8 +80,8 @@ final class MessageArguments {
             var found: (Pending, Pending, Pending) = (.none, .none, .none)
             let action = layout.action.rawValue
             lua_pushlstring(L, action, action.utf8.count)
-            found.0 = pushLazyTable(parts.record, fields: layout.recordFields)
-            if let changes = parts.changes { found.1 = pushLazyTable(changes, fields: layout.changesFields) } else { lua_pushnil(L) }
+            found.0 = pushLazyTable(parts.record, fields: Int(layout.recordFields))
+            if let changes = parts.changes { found.1 = pushLazyTable(changes, fields: Int(layout.changesFields)) } else { lua_pushnil(L) }
             found.2 = pushLazyTable(parts.metadata, fields: 12)
             bytes = buffer
             pending = found
@@ -111,11 +114,7 @@ final class MessageArguments {
                     var pending = Pending.none
                     if slot != 0, cursor.peek == UInt8(ascii: "{") {
                         let (range, fields) = try cursor.skipObject(maxDepth: LuaValueReader.maxDepth)
-                        // Room for every field (so that filling it never grows it) and the kept text and its range.
-                        lua_createtable(L, 0, Int32(clamping: fields + 2))
-                        lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
-                        lua_setmetatable(L, -2)
-                        pending = Pending(table: lua_topointer(L, -1), range: range)
+                        pending = pushLazyTable(range, fields: fields)
                     } else {
                         try reader.push(&cursor, depth: 0, inArray: false)
                     }
@@ -156,9 +155,10 @@ final class MessageArguments {
         return (record, changes, metadata)
     }
 
-    /// An empty table with the proxy metatable, standing for the object at `range`.
-    private func pushLazyTable(_ range: Range<Int>, fields: Int32) -> Pending {
-        lua_createtable(L, 0, fields + 2)
+    /// An empty table with the proxy metatable, standing for the object at `range` of `fields` fields:
+    /// room for every field (so that filling it never grows it) and the kept text and its range.
+    private func pushLazyTable(_ range: Range<Int>, fields: Int) -> Pending {
+        lua_createtable(L, 0, Int32(clamping: fields + 2))
         lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
         lua_setmetatable(L, -2)
         return Pending(table: lua_topointer(L, -1), range: range)
@@ -225,7 +225,7 @@ final class MessageArguments {
         let top = lua_gettop(L)
         defer { lua_settop(L, top) }
         guard lua_checkstack(L, 8) != 0 else { return }
-        if let bytes, let range = takePending(lua_topointer(L, table)) {
+        if let bytes, let range = pendingRange(lua_topointer(L, table), taking: true) {
             fill(table, bytes, range)
         } else if sluice_lua_take_kept_text(L, table) == LUA_TSTRING {
             // A table from an earlier call, filled from its call's copy (on the stack while it is read).
@@ -239,17 +239,12 @@ final class MessageArguments {
         }
     }
 
-    /// Reads the field `key` of a lazy table of this call (a filter's or a routing function's:
-    /// a transform's tables are filled whole, for their shape) and stores it in the table, which
+    /// Reads the field `key` of a lazy table of this call (installed for filters and routing functions
+    /// only: a transform's tables are filled whole, for their shape) and stores it in the table, which
     /// stays lazy for its other fields: 1 with the value pushed (nil when absent or null), or -1.
     private func readField(_ L: OpaquePointer, _ table: Int32, _ key: Int32) -> Int32 {
-        guard encodedBySluice, !reader.recordsShape, let bytes, lua_checkstack(L, 8) != 0 else { return -1 }
-        let pointer = lua_topointer(L, table)
-        let range: Range<Int>
-        if pending.0.table == pointer { range = pending.0.range }
-        else if pending.1.table == pointer { range = pending.1.range }
-        else if pending.2.table == pointer { range = pending.2.range }
-        else { return -1 }
+        guard encodedBySluice, let bytes, lua_checkstack(L, 8) != 0,
+              let range = pendingRange(lua_topointer(L, table), taking: false) else { return -1 }
         var length = 0
         guard let name = lua_tolstring(L, key, &length) else { return -1 }
         var cursor = JSONCursor(UnsafeBufferPointer(rebasing: bytes[..<range.upperBound]))
@@ -281,11 +276,12 @@ final class MessageArguments {
         }
     }
 
-    private func takePending(_ pointer: UnsafeRawPointer?) -> Range<Int>? {
+    /// The range of this call's lazy table at `pointer`, if it is one still empty; `taking` marks it filled.
+    private func pendingRange(_ pointer: UnsafeRawPointer?, taking: Bool) -> Range<Int>? {
         guard let pointer else { return nil }
-        if pending.0.table == pointer { pending.0.table = nil; return pending.0.range }
-        if pending.1.table == pointer { pending.1.table = nil; return pending.1.range }
-        if pending.2.table == pointer { pending.2.table = nil; return pending.2.range }
+        if pending.0.table == pointer { if taking { pending.0.table = nil }; return pending.0.range }
+        if pending.1.table == pointer { if taking { pending.1.table = nil }; return pending.1.range }
+        if pending.2.table == pointer { if taking { pending.2.table = nil }; return pending.2.range }
         return nil
     }
 

@@ -96,16 +96,10 @@ public final class BackfillReader {
     /// for every page. A transaction with an xid flushes at its commit (`local`: flushed here, never
     /// waiting for a synchronous standby); it changes nothing, and pgoutput skips it as empty.
     public func emitWatermark(_ content: String) throws(PostgresError) -> LSN {
-        try connection.query("BEGIN")
-        let result: QueryResult
-        do {
+        let result = try connection.transaction { () throws(PostgresError) -> QueryResult in
             try connection.query("SET LOCAL synchronous_commit TO local")
-            result = try connection.query("SELECT pg_logical_emit_message(false, $1, $2), pg_current_xact_id()",
-                                          [Self.watermarkPrefix, content])
-            try connection.query("COMMIT")
-        } catch {
-            _ = try? connection.query("ROLLBACK")
-            throw error
+            return try connection.query("SELECT pg_logical_emit_message(false, $1, $2), pg_current_xact_id()",
+                                        [Self.watermarkPrefix, content])
         }
         guard let text = result.rows.first?[0], let lsn = LSN(text) else {
             throw PostgresError(.query, "pg_logical_emit_message returned no position")
@@ -118,16 +112,10 @@ public final class BackfillReader {
     public func page(_ table: BackfillTable, sortColumn: String?, start: String?, after cursor: [String]?,
                      limit: Int) throws(PostgresError) -> (rows: [Tuple], snapshot: Snapshot) {
         // One REPEATABLE READ transaction: the snapshot named is the one the rows were read with.
-        try connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        do throws(PostgresError) {
+        try connection.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { () throws(PostgresError) -> ([Tuple], Snapshot) in
             guard let text = try connection.query("SELECT pg_current_snapshot()::text").rows.first?[0],
                   let snapshot = Snapshot(text) else { throw PostgresError(.query, "pg_current_snapshot() gave no snapshot") }
-            let rows = try pageRows(table, sortColumn: sortColumn, start: start, after: cursor, limit: limit)
-            try connection.query("COMMIT")
-            return (rows, snapshot)
-        } catch {
-            _ = try? connection.query("ROLLBACK")
-            throw error
+            return (try pageRows(table, sortColumn: sortColumn, start: start, after: cursor, limit: limit), snapshot)
         }
     }
 

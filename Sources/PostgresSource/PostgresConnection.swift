@@ -88,6 +88,20 @@ public final class PostgresConnection {
         return try collect(result, sql: sql)
     }
 
+    /// Runs `body` in a transaction opened with `begin` (e.g. `BEGIN ISOLATION LEVEL …`): committed
+    /// when it returns, rolled back when it throws.
+    public func transaction<T>(_ begin: String = "BEGIN", _ body: () throws(PostgresError) -> T) throws(PostgresError) -> T {
+        try query(begin)
+        do throws(PostgresError) {
+            let result = try body()
+            try query("COMMIT")
+            return result
+        } catch {
+            _ = try? query("ROLLBACK")
+            throw error
+        }
+    }
+
     /// Runs a command through the simple protocol: replication commands such as IDENTIFY_SYSTEM need it.
     @discardableResult
     public func simpleQuery(_ sql: String) throws(PostgresError) -> QueryResult {

@@ -117,7 +117,7 @@ final class BackfillWorker: @unchecked Sendable {
                 let page = BackfillPage(backfillID: record.id, tag: current.tag, sink: record.sink, table: table, rows: rows,
                                         snapshot: current.snapshot, readAt: readAt)
                 coordinator.register(page)
-                let high = try reader.emitWatermark("\(record.id):\(current.tag):high")
+                _ = try reader.emitWatermark("\(record.id):\(current.tag):high")
                 let highWritten = Date()
                 guard waitUntilEmitted(page) else { return }  // stopping; resumes from the saved cursor
                 if page.mustReread {
@@ -137,7 +137,7 @@ final class BackfillWorker: @unchecked Sendable {
                     number += 1
                     ahead = try read(tag: "\(run)-\(number)", after: cursor, limit: pageSize)
                 }
-                guard waitUntilSafe(page, high: high) else { return }
+                guard waitUntilSafe(page) else { return }
                 let safe = Date()
                 update { record in
                     record.cursor = cursor
@@ -169,7 +169,7 @@ final class BackfillWorker: @unchecked Sendable {
     }
 
     /// After the page was emitted: waits for the slot to pass it (its messages are in Kafka, parked or filtered).
-    private func waitUntilSafe(_ page: BackfillPage, high: LSN) -> Bool {
+    private func waitUntilSafe(_ page: BackfillPage) -> Bool {
         while !page.mustReread, confirmed() < page.highLSN {
             if stopRequested.load(ordering: .relaxed) { return false }
             Thread.sleep(forTimeInterval: 0.01)
