@@ -148,9 +148,9 @@ final class Dispatcher: @unchecked Sendable {
     /// The group a change belongs to: table plus primary key (or the configured group columns).
     /// Ungrouped messages (grouping off, or a table without a key) each get a group of their own.
     func groupKey(for change: Change, message: Message) -> String {
-        let table = TableName(schema: change.relation.schema, name: change.relation.name)
         if sink.messageGrouping {
-            if let columns = sink.groupColumns[table] {
+            if !sink.groupColumns.isEmpty,
+               let columns = sink.groupColumns[TableName(schema: change.relation.schema, name: change.relation.name)] {
                 let row = (change.action == .delete ? change.old : change.new) ?? change.old
                 let values = columns.map { name in
                     change.relation.columns.firstIndex { $0.name == name }.flatMap { row?.text(at: $0) } ?? ""
@@ -158,7 +158,13 @@ final class Dispatcher: @unchecked Sendable {
                 return change.relation.qualifiedName + "\u{1F}" + values.joined(separator: "\u{1F}")
             }
             if !message.recordPKs.isEmpty {
-                return change.relation.qualifiedName + "\u{1F}" + message.recordPKs.joined(separator: "\u{1F}")
+                var key = change.relation.qualifiedName
+                key.reserveCapacity(message.recordPKs.reduce(key.utf8.count) { $0 + 1 + $1.utf8.count })
+                for pk in message.recordPKs {
+                    key.append("\u{1F}")
+                    key.append(pk)
+                }
+                return key
             }
         }
         lock.lock()

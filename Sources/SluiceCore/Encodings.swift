@@ -43,21 +43,38 @@ public enum Base64 {
     public static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index + 2 < bytes.count {
-            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
-            index += 3
-        }
-        let rest = bytes.count - index
-        if rest == 1 {
-            let n = UInt32(bytes[index]) << 16
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
-        } else if rest == 2 {
-            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], UInt8(ascii: "=")]
-        }
+        bytes.withUnsafeBufferPointer { append($0, to: &out) }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the Base64 form of `bytes` (with `=` padding) to `out`.
+    public static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        alphabet.withUnsafeBufferPointer { alphabet in
+            @inline(__always) func sextet(_ n: UInt32, _ shift: UInt32) -> UInt8 { alphabet[Int(n >> shift & 63)] }
+            var index = 0
+            while index + 2 < bytes.count {
+                let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+                out.append(sextet(n, 18))
+                out.append(sextet(n, 12))
+                out.append(sextet(n, 6))
+                out.append(sextet(n, 0))
+                index += 3
+            }
+            let rest = bytes.count - index
+            if rest == 1 {
+                let n = UInt32(bytes[index]) << 16
+                out.append(sextet(n, 18))
+                out.append(sextet(n, 12))
+                out.append(UInt8(ascii: "="))
+                out.append(UInt8(ascii: "="))
+            } else if rest == 2 {
+                let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
+                out.append(sextet(n, 18))
+                out.append(sextet(n, 12))
+                out.append(sextet(n, 6))
+                out.append(UInt8(ascii: "="))
+            }
+        }
     }
 }
 

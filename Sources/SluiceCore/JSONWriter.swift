@@ -24,6 +24,37 @@ public struct JSONWriter: Sendable {
 
     public mutating func number<I: BinaryInteger>(_ value: I) { raw(String(value).utf8) }
 
+    // The integers every message has (LSNs, indexes, interval parts): digits straight into the buffer.
+    public mutating func number(_ value: Int) { number(Int64(value)) }
+
+    public mutating func number(_ value: Int64) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        Self.appendDigits(value.magnitude, to: &bytes)
+    }
+
+    public mutating func number(_ value: UInt64) { Self.appendDigits(value, to: &bytes) }
+
+    /// Appends the decimal digits of `value`.
+    static func appendDigits(_ value: UInt64, to out: inout [UInt8]) {
+        var rest = value
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = 20
+            repeat {
+                start -= 1
+                digits[start] = UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0")
+                rest /= 10
+            } while rest > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
+        }
+    }
+
+    /// Writes `bytes` in Base64 as a JSON string (its alphabet never needs escaping).
+    public mutating func base64String(_ data: UnsafeBufferPointer<UInt8>) {
+        bytes.append(UInt8(ascii: "\""))
+        Base64.append(data, to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
     public mutating func string(_ text: String) {
         var text = text
         text.withUTF8 { string(utf8: $0) }

@@ -92,6 +92,8 @@ public struct MessageEncoder: Sendable {
     /// The message's closing bytes: the consumer and database blocks and `"enrichment":null`, the same
     /// for every message of the sink, so written once. Enrichment replaces the final `null`.
     private let tail: [UInt8]
+    /// `metadata.database_name` as JSON.
+    private let databaseNameJSON: [UInt8]
 
     public init(consumer: ConsumerIdentity, database: DatabaseIdentity, valueFormat: ValueFormat = .sluice) {
         self.consumer = consumer
@@ -116,6 +118,9 @@ public struct MessageEncoder: Sendable {
         json.string(database.hostname)
         json.raw("},\"enrichment\":null}}")
         tail = json.bytes
+        var name = JSONWriter(capacity: 32)
+        name.string(database.database)
+        databaseNameJSON = name.bytes
     }
 
     /// The bytes a message ends with when it has no enrichment: `null}}`.
@@ -132,13 +137,14 @@ public struct MessageEncoder: Sendable {
         return result
     }
 
-    @inline(__always) private func kind(_ column: Column) -> ValueKind {
-        valueFormat == .sluice ? column.kind : column.sequinKind
+    @inline(__always) private func kind(_ columns: [Column], _ index: Int) -> ValueKind {
+        valueFormat == .sluice ? columns[index].kind : columns[index].sequinKind
     }
 
     public func encode(_ change: Change, topic: String) -> Message {
         let relation = change.relation
         let columns = relation.columns
+        let keys = relation.columnKeysJSON
         // The row to show: the new one, or for deletes the old one.
         let row: Tuple = (change.action == .delete ? change.old : change.new) ?? Tuple(bytes: [], cells: [])
         let oldRow = change.old
@@ -150,7 +156,7 @@ public struct MessageEncoder: Sendable {
             recordPKs.append(row.text(at: index) ?? oldRow?.text(at: index) ?? "")
         }
 
-        var json = JSONWriter(capacity: 256 + row.bytes.count * 2)
+        var json = JSONWriter(capacity: 320 + row.bytes.count * 2)
         var unchangedToast: [String] = []
 
         // record
@@ -158,29 +164,30 @@ public struct MessageEncoder: Sendable {
         let recordStart = json.bytes.count
         json.raw(UInt8(ascii: "{"))
         var recordFields: Int32 = 0
-        var first = true
         for index in columns.indices where index < row.cells.count {
+            let cell = row.cells[index]
             // A delete under REPLICA IDENTITY DEFAULT carries only the key columns.
             if change.action == .delete, relation.replicaIdentity != .full,
-               !columns[index].isReplicaIdentity, case .null = row.cells[index] {
+               !columns[index].isReplicaIdentity, case .null = cell {
                 continue
             }
-            var source = row
-            if case .unchangedToast = row.cells[index] {
+            if case .unchangedToast = cell {
                 // Fill an unchanged TOAST value from the old row when the server sent it (FULL);
                 // otherwise leave the column out and say so, never send a placeholder as data.
-                if let oldRow, index < oldRow.cells.count, case .text = oldRow.cells[index] {
-                    source = oldRow
-                } else {
+                guard let oldRow, index < oldRow.cells.count, case .text = oldRow.cells[index] else {
                     unchangedToast.append(columns[index].name)
                     continue
                 }
+                if recordFields > 0 { json.raw(UInt8(ascii: ",")) }
+                recordFields += 1
+                json.raw(keys[index])
+                ValueConverter.write(oldRow.cells[index], of: oldRow, kind: kind(columns, index), to: &json)
+                continue
             }
-            if !first { json.raw(UInt8(ascii: ",")) }
-            first = false
+            if recordFields > 0 { json.raw(UInt8(ascii: ",")) }
             recordFields += 1
-            json.key(columns[index].name)
-            ValueConverter.write(source.cells[index], of: source, kind: kind(columns[index]), to: &json)
+            json.raw(keys[index])
+            ValueConverter.write(cell, of: row, kind: kind(columns, index), to: &json)
         }
         json.raw(UInt8(ascii: "}"))
         let recordEnd = json.bytes.count
@@ -193,18 +200,16 @@ public struct MessageEncoder: Sendable {
             let changesStart = json.bytes.count
             json.raw(UInt8(ascii: "{"))
             if let oldRow, let newRow = change.new {
-                var firstChange = true
                 for index in columns.indices where index < oldRow.cells.count && index < newRow.cells.count {
                     if case .unchangedToast = newRow.cells[index] { continue }
                     if case .unchangedToast = oldRow.cells[index] { continue }
                     // Under DEFAULT identity the old key tuple has NULLs for non-key columns.
                     if relation.replicaIdentity != .full, !columns[index].isReplicaIdentity { continue }
                     if oldRow.sameValue(at: index, as: newRow) { continue }
-                    if !firstChange { json.raw(UInt8(ascii: ",")) }
-                    firstChange = false
+                    if changesFields > 0 { json.raw(UInt8(ascii: ",")) }
                     changesFields += 1
-                    json.key(columns[index].name)
-                    ValueConverter.write(oldRow.cells[index], of: oldRow, kind: kind(columns[index]), to: &json)
+                    json.raw(keys[index])
+                    ValueConverter.write(oldRow.cells[index], of: oldRow, kind: kind(columns, index), to: &json)
                 }
             }
             json.raw(UInt8(ascii: "}"))
@@ -213,31 +218,47 @@ public struct MessageEncoder: Sendable {
             json.null()
         }
 
-        json.raw(",\"action\":")
-        json.string(change.action.rawValue)
+        switch change.action {
+        case .insert: json.raw(",\"action\":\"insert\"")
+        case .update: json.raw(",\"action\":\"update\"")
+        case .delete: json.raw(",\"action\":\"delete\"")
+        case .read: json.raw(",\"action\":\"read\"")
+        case .truncate: json.raw(",\"action\":\"truncate\"")
+        }
 
         // metadata
         let transaction = change.transaction
         json.raw(",\"metadata\":")
         let metadataStart = json.bytes.count
-        json.raw("{\"table_schema\":")
-        json.string(relation.schema)
-        json.raw(",\"table_name\":")
-        json.string(relation.name)
+        json.raw(relation.metadataHeadJSON)
         json.raw(",\"commit_timestamp\":")
-        json.string(timestamps.text(for: transaction.commitTimestamp))
+        json.raw(timestamps.json(for: transaction.commitTimestamp))
         json.raw(",\"commit_lsn\":")
         json.number(transaction.commitLSN.rawValue)
         json.raw(",\"commit_idx\":")
         json.number(change.commitIndex)
         json.raw(",\"idempotency_key\":")
         if let backfill = change.backfillID {
-            json.string(Base64.encode(Array("\(backfill):\(recordPKs.joined(separator: ":"))".utf8)))
+            // `<backfill id>:<pk>[:<pk>…]`
+            var text = Array(backfill.utf8)
+            text.append(UInt8(ascii: ":"))
+            for (position, pk) in recordPKs.enumerated() {
+                if position > 0 { text.append(UInt8(ascii: ":")) }
+                text.append(contentsOf: pk.utf8)
+            }
+            text.withUnsafeBufferPointer { json.base64String($0) }
         } else {
-            json.string(Base64.encode(Array("\(transaction.commitLSN.rawValue):\(change.commitIndex)".utf8)))
+            // `<commit lsn>:<commit idx>`
+            var text: [UInt8] = []
+            text.reserveCapacity(42)
+            JSONWriter.appendDigits(transaction.commitLSN.rawValue, to: &text)
+            text.append(UInt8(ascii: ":"))
+            if change.commitIndex < 0 { text.append(UInt8(ascii: "-")) }
+            JSONWriter.appendDigits(UInt64(change.commitIndex.magnitude), to: &text)
+            text.withUnsafeBufferPointer { json.base64String($0) }
         }
         json.raw(",\"database_name\":")
-        json.string(database.database)
+        json.raw(databaseNameJSON)
         json.raw(",\"transaction_annotations\":")
         if let annotations = change.transactionAnnotations { json.raw(annotations) } else { json.null() }
         json.raw(",\"record_pks\":[")
@@ -268,23 +289,33 @@ public struct MessageEncoder: Sendable {
 /// The default Kafka key: primary-key values in column order, as text, joined with `:`.
 public enum MessageKey {
     public static func make(_ recordPKs: [String]) -> [UInt8]? {
-        recordPKs.isEmpty ? nil : Array(recordPKs.joined(separator: ":").utf8)
+        guard let first = recordPKs.first else { return nil }
+        if recordPKs.count == 1 { return Array(first.utf8) }
+        var key: [UInt8] = []
+        key.reserveCapacity(recordPKs.reduce(recordPKs.count) { $0 + $1.utf8.count })
+        for (position, pk) in recordPKs.enumerated() {
+            if position > 0 { key.append(UInt8(ascii: ":")) }
+            key.append(contentsOf: pk.utf8)
+        }
+        return key
     }
 }
 
-/// The last commit timestamp formatted, per encoder. An encoder is used by one thread at a time
-/// (the replication thread), which is why the lock is cheap and uncontended.
+/// The last commit timestamp formatted as a JSON string, per encoder. An encoder is used by one thread
+/// at a time (the replication thread), which is why the lock is cheap and uncontended.
 final class CommitTimestampCache: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Int64 = .min
-    private var formatted = ""
+    private var formatted: [UInt8] = []
 
-    func text(for microseconds: Int64) -> String {
+    func json(for microseconds: Int64) -> [UInt8] {
         lock.lock()
         defer { lock.unlock() }
         if microseconds != value {
             value = microseconds
-            formatted = PostgresTime.iso8601(microsecondsSince2000: microseconds)
+            var json = JSONWriter(capacity: 32)
+            json.string(PostgresTime.iso8601(microsecondsSince2000: microseconds))
+            formatted = json.bytes
         }
         return formatted
     }

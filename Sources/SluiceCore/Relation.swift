@@ -118,8 +118,10 @@ public struct Column: Hashable, Sendable {
     }
 }
 
-/// A table as the replication stream knows it, keyed by its OID.
-public struct Relation: Hashable, Sendable {
+/// A table as the replication stream knows it, keyed by its OID. Immutable and shared: every change
+/// of the table refers to one instance, so handing a change on costs one reference, not a copy of
+/// its columns and names.
+public final class Relation: Hashable, Sendable {
     public enum ReplicaIdentity: UInt8, Sendable {
         case `default` = 100 // 'd'
         case nothing = 110   // 'n'
@@ -138,6 +140,10 @@ public struct Relation: Hashable, Sendable {
     /// identity columns (unless that is every column, as with REPLICA IDENTITY FULL).
     /// Worked out once here: every message of the table needs them.
     public let keyColumnIndexes: [Int]
+    /// Each column's `"name":` as JSON, escaped once here instead of once per message.
+    public let columnKeysJSON: [[UInt8]]
+    /// `{"table_schema":"…","table_name":"…"`: how every message of the table starts its metadata.
+    public let metadataHeadJSON: [UInt8]
 
     public init(id: UInt32, schema: String, name: String, replicaIdentity: ReplicaIdentity, columns: [Column]) {
         self.id = id
@@ -154,5 +160,29 @@ public struct Relation: Hashable, Sendable {
         } else {
             keyColumnIndexes = columns.indices.filter { columns[$0].isReplicaIdentity }
         }
+        columnKeysJSON = columns.map { column in
+            var json = JSONWriter(capacity: column.name.utf8.count + 3)
+            json.key(column.name)
+            return json.bytes
+        }
+        var head = JSONWriter(capacity: 64)
+        head.raw("{\"table_schema\":")
+        head.string(schema)
+        head.raw(",\"table_name\":")
+        head.string(name)
+        metadataHeadJSON = head.bytes
+    }
+
+    public static func == (lhs: Relation, rhs: Relation) -> Bool {
+        lhs === rhs || (lhs.id == rhs.id && lhs.schema == rhs.schema && lhs.name == rhs.name
+            && lhs.replicaIdentity == rhs.replicaIdentity && lhs.columns == rhs.columns)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(schema)
+        hasher.combine(name)
+        hasher.combine(replicaIdentity)
+        hasher.combine(columns)
     }
 }

@@ -141,6 +141,7 @@ public enum ValueConverter {
     /// `2026-11-29 10:00:00.5+00` → `2026-11-29T10:00:00.500000Z`; ±infinity keep their text;
     /// BC and five-digit years as in `appendISODate` (`-0043-03-15T…`, `+12345-01-02T…`).
     static func writeTimestamp(_ text: UnsafeBufferPointer<UInt8>, withZone: Bool, to json: inout JSONWriter) {
+        if writeCommonTimestamp(text, withZone: withZone, to: &json) { return }
         var chars = Array(text)
         guard let space = chars.firstIndex(of: UInt8(ascii: " ")), space > 0,
               chars[0] != UInt8(ascii: "i"), chars[0] != UInt8(ascii: "-") || chars.count > 10
@@ -184,6 +185,41 @@ public enum ValueConverter {
             }
         }
         json.string(utf8: out)
+    }
+
+    /// The form nearly every value has, `2026-11-29 10:00:00[.f…]` (plus `+00` with a zone, as Sluice's
+    /// UTC sessions print it), written without building pieces. false for anything else (BC, years past
+    /// 9999, infinities, another zone), which the general path handles.
+    private static func writeCommonTimestamp(_ text: UnsafeBufferPointer<UInt8>, withZone: Bool,
+                                             to json: inout JSONWriter) -> Bool {
+        var end = text.count
+        if withZone {
+            guard end >= 22, text[end - 3] == UInt8(ascii: "+"), text[end - 2] == UInt8(ascii: "0"),
+                  text[end - 1] == UInt8(ascii: "0") else { return false }
+            end -= 3
+        }
+        guard end >= 19, end <= 26, end != 20 else { return false }
+        @inline(__always) func isDigit(_ i: Int) -> Bool { text[i] &- UInt8(ascii: "0") < 10 }
+        for i in 0..<19 where i != 4 && i != 7 && i != 10 && i != 13 && i != 16 && !isDigit(i) { return false }
+        guard text[4] == UInt8(ascii: "-"), text[7] == UInt8(ascii: "-"), text[10] == UInt8(ascii: " "),
+              text[13] == UInt8(ascii: ":"), text[16] == UInt8(ascii: ":") else { return false }
+        if end > 19 {
+            guard text[19] == UInt8(ascii: ".") else { return false }
+            for i in 20..<end where !isDigit(i) { return false }
+        }
+        // "YYYY-MM-DDTHH:MM:SS.ffffff" then Z with a zone.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 29) { out in
+            for i in 0..<19 { out[i + 1] = text[i] }
+            out[0] = UInt8(ascii: "\"")
+            out[11] = UInt8(ascii: "T")
+            out[20] = UInt8(ascii: ".")
+            for i in 0..<6 { out[21 + i] = 20 + i < end ? text[20 + i] : UInt8(ascii: "0") }
+            var count = 27
+            if withZone { out[count] = UInt8(ascii: "Z"); count += 1 }
+            out[count] = UInt8(ascii: "\"")
+            json.raw(UnsafeBufferPointer(rebasing: out[..<(count + 1)]))
+        }
+        return true
     }
 
     // MARK: - Intervals

@@ -25,6 +25,26 @@ struct JSONWriterTests {
         #expect(written("/") == "\"/\"")
     }
 
+    @Test func integersKeepEveryDigit() {
+        func number(_ write: (inout JSONWriter) -> Void) -> String {
+            var json = JSONWriter()
+            write(&json)
+            return String(decoding: json.bytes, as: UTF8.self)
+        }
+        #expect(number { $0.number(0) } == "0")
+        #expect(number { $0.number(-7) } == "-7")
+        #expect(number { $0.number(Int64.min) } == "-9223372036854775808")
+        #expect(number { $0.number(Int64.max) } == "9223372036854775807")
+        #expect(number { $0.number(UInt64.max) } == "18446744073709551615")
+        #expect(number { $0.number(Int32(-42)) } == "-42")
+    }
+
+    @Test func base64StringsNeedNoEscape() {
+        var json = JSONWriter()
+        Array("0/16B3748:3".utf8).withUnsafeBufferPointer { json.base64String($0) }
+        #expect(String(decoding: json.bytes, as: UTF8.self) == "\"\(Base64.encode(Array("0/16B3748:3".utf8)))\"")
+    }
+
     @Test func nonASCIIPassesThroughAsUTF8() {
         #expect(written("😀") == "\"😀\"")
         #expect(written("é日") == "\"é日\"")

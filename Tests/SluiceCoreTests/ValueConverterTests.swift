@@ -79,6 +79,9 @@ struct ValueConverterTests {
         Case("2026-11-29 10:00:00.5", .timestamp, "\"2026-11-29T10:00:00.500000\""),
         Case("0044-03-15 12:00:00 BC", .timestamp, "\"-0043-03-15T12:00:00.000000\""),
         Case("10000-01-01 00:00:00", .timestamp, "\"+10000-01-01T00:00:00.000000\""),
+        // Near the common form but not it: left to the general path, or kept as text.
+        Case("2026-11-29 10:00:00.", .timestamp, "\"2026-11-29T10:00:00.000000\""),
+        Case("2026-11-29 10:00:00.12+01", .timestamptz, "\"2026-11-29T10:00:00.120000+01:00\""),
         // date: ISO 8601 with the same year rules; ±infinity as text
         Case("2026-11-29", .date, "\"2026-11-29\""),
         Case("0044-03-15 BC", .date, "\"-0043-03-15\""),
