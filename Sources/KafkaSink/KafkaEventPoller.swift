@@ -13,6 +13,9 @@ final class KafkaEventPoller: @unchecked Sendable {
     private let lastError = Mutex<KafkaError?>(nil)
     private let stopRequested = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
+    /// The last topic reported and its name (poller thread only): a sink sends to few topics, so most
+    /// reports reuse the name instead of making a string each.
+    private var lastTopic: (handle: OpaquePointer, name: String)?
 
     init(handle: OpaquePointer, queue: OpaquePointer, logger: Logger, onDelivery: @escaping @Sendable ([DeliveryReport]) -> Void) {
         self.handle = handle
@@ -98,12 +101,19 @@ final class KafkaEventPoller: @unchecked Sendable {
             error = KafkaError(code: message.err.rawValue)
             if let bytes = message.payload { payload = Array(UnsafeRawBufferPointer(start: bytes, count: message.len)) }
         }
-        var key: [UInt8]?
-        if let keyPointer = message.key, message.key_len > 0 {
-            key = Array(UnsafeRawBufferPointer(start: keyPointer, count: message.key_len))
+        return DeliveryReport(token: token, error: error, topic: topicName(message.rkt), partition: message.partition,
+                              offset: message.offset, size: message.len, payload: payload)
+    }
+
+    private func topicName(_ topic: OpaquePointer?) -> String {
+        guard let topic, let cName = rd_kafka_topic_name(topic) else { return "" }
+        let length = strlen(cName)
+        if let lastTopic, lastTopic.handle == topic,
+           lastTopic.name.utf8.elementsEqual(UnsafeRawBufferPointer(start: cName, count: length)) {
+            return lastTopic.name
         }
-        let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-        return DeliveryReport(token: token, error: error, topic: topic, partition: message.partition,
-                              offset: message.offset, key: key, size: message.len, payload: payload)
+        let name = String(cString: cName)
+        lastTopic = (topic, name)
+        return name
     }
 }

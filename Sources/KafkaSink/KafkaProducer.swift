@@ -13,19 +13,17 @@ public struct DeliveryReport: Sendable {
     public var topic: String
     public var partition: Int32
     public var offset: Int64
-    public var key: [UInt8]?
     public var size: Int
     /// The message itself, kept only for failed deliveries (to explain them).
     public var payload: [UInt8]?
 
-    public init(token: UInt, error: KafkaError?, topic: String, partition: Int32, offset: Int64, key: [UInt8]?, size: Int,
+    public init(token: UInt, error: KafkaError?, topic: String, partition: Int32, offset: Int64, size: Int,
                 payload: [UInt8]? = nil) {
         self.token = token
         self.error = error
         self.topic = topic
         self.partition = partition
         self.offset = offset
-        self.key = key
         self.size = size
         self.payload = payload
     }

@@ -9,14 +9,43 @@ import SluiceCore
 
 /// One message on its way to Kafka, with what the dispatcher knows about it.
 struct OutgoingMessage: Sendable {
+    /// What a message is, shared by its copies: queues, flights and reports pass one reference around
+    /// instead of retaining every string and buffer. Replaced, never changed, when one of them is set.
+    final class Content: Sendable {
+        let group: String
+        let table: String
+        let message: Message
+        let original: Message?
+
+        init(group: String, table: String, message: Message, original: Message?) {
+            self.group = group
+            self.table = table
+            self.message = message
+            self.original = original
+        }
+    }
+
+    private var content: Content
     var position: MessagePosition
-    var group: String
-    var table: String
+    var group: String {
+        get { content.group }
+        set { content = Content(group: newValue, table: content.table, message: content.message, original: content.original) }
+    }
+    var table: String {
+        get { content.table }
+        set { content = Content(group: content.group, table: newValue, message: content.message, original: content.original) }
+    }
     /// The message as it goes to Kafka (after the sink's functions).
-    var message: Message
+    var message: Message {
+        get { content.message }
+        set { content = Content(group: content.group, table: content.table, message: newValue, original: content.original) }
+    }
     /// The message as Sluice encoded it, before the sink's functions, when they changed it: this is
     /// what the ledger keeps, so a retry runs the functions again (fixed ones, after a restart).
-    var original: Message?
+    var original: Message? {
+        get { content.original }
+        set { content = Content(group: content.group, table: content.table, message: content.message, original: newValue) }
+    }
     /// The checkpoint token to acknowledge once the message is safe; 0 once it was settled by parking.
     var checkpointToken: UInt
     var deliverCount = 0
@@ -32,11 +61,57 @@ struct OutgoingMessage: Sendable {
     var deliveryID: UInt = 0
 
     /// What the ledger keeps of it.
-    var beforeFunctions: Message { original ?? message }
+    var beforeFunctions: Message { content.original ?? content.message }
 
     /// Bytes held in memory for it: also the copy before functions when a transform made a new value
     /// (filters and routing share the encoded bytes). Set once, at submit.
     var memoryCost = 0
+
+    init(position: MessagePosition, group: String, table: String, message: Message, original: Message? = nil,
+         checkpointToken: UInt, deliverCount: Int = 0, lastError: String? = nil, isParked: Bool = false,
+         action: Action = .insert, commitTime: Int64 = 0) {
+        content = Content(group: group, table: table, message: message, original: original)
+        self.position = position
+        self.checkpointToken = checkpointToken
+        self.deliverCount = deliverCount
+        self.lastError = lastError
+        self.isParked = isParked
+        self.action = action
+        self.commitTime = commitTime
+    }
+}
+
+/// A delivered message as the dispatcher remembers it, with where Kafka put it.
+struct RecentDelivery: Sendable {
+    var outgoing: OutgoingMessage
+    var topic: String
+    var partition: Int32
+    var offset: Int64
+    var size: Int
+    var deliveredAt: Date
+    /// Its bodies were let go (too large to keep for long); the size stays.
+    var bodiesDropped = false
+
+    var position: MessagePosition { outgoing.position }
+
+    /// Lets go of bodies larger than the console shows, once the message is no longer among the few
+    /// whose bodies `sluice fn test --recent` needs.
+    mutating func dropLargeBodies() {
+        guard !bodiesDropped, outgoing.message.value.count > Dispatcher.valueKeptBytes
+            || (outgoing.original?.value.count ?? 0) > Dispatcher.valueKeptBytes else { return }
+        outgoing.message.value = []
+        outgoing.original = nil
+        bodiesDropped = true
+    }
+
+    func delivered(sink: String) -> DeliveredMessage {
+        let value = outgoing.message.value
+        return DeliveredMessage(
+            sink: sink, group: outgoing.group, position: outgoing.position, table: outgoing.table, topic: topic,
+            key: outgoing.message.key.map { String(decoding: $0, as: UTF8.self) }, size: size, partition: partition,
+            offset: offset, deliverCount: outgoing.deliverCount, deliveredAt: deliveredAt, action: outgoing.action.rawValue,
+            recordPKs: outgoing.message.recordPKs, value: bodiesDropped || value.count > Dispatcher.valueKeptBytes ? nil : value)
+    }
 }
 
 /// Delivers one sink's messages, groups independent of each other. A group's messages that go to the
@@ -83,9 +158,6 @@ final class Dispatcher: @unchecked Sendable {
     private let retryFunctions: SinkFunctions?
     /// The sink's enrichment query for retries from the ledger (live messages pass an EnrichmentStage first).
     private let retryEnrichment: EnrichmentQuery?
-    /// Bodies (before functions) of the last messages delivered, for `sluice fn test --recent`.
-    private var recentBodies = Deque<[UInt8]>()
-    private var recentBodiesUnsaved = false
 
     let lock = NSCondition()
     var groups: [String: Group] = [:]
@@ -96,7 +168,9 @@ final class Dispatcher: @unchecked Sendable {
     private var pendingParks: [OutgoingMessage] = []
     var pendingUnparks: [MessagePosition] = []
     private var pendingAttempts: [(MessagePosition, Int, String)] = []
-    var recentlyDelivered = Deque<DeliveredMessage>()
+    /// The last messages delivered, newest last: shown by the console, saved to the ledger every
+    /// second, and (their bodies before functions) used by `sluice fn test --recent`.
+    var recentlyDelivered = Deque<RecentDelivery>()
     private var deliveredUnsaved = 0
     private var stopping = false
     /// Positions a user cancelled: never sent again, even by a retry that read the ledger just before.
@@ -207,8 +281,9 @@ final class Dispatcher: @unchecked Sendable {
         let key = outgoing.group
         lock.lock()
         let toProduce = enqueue(&outgoing, encoded: encoded, failure: failure, earlier: earlier, group: &groups[key, default: Group()])
+        let producer = self.producer
         lock.unlock()
-        if let toProduce { produce(toProduce) }
+        if let toProduce { produce(toProduce, with: producer) }
     }
 
     /// Puts a submitted message into its group (in place, under the lock): parked behind earlier
@@ -278,17 +353,22 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     private func produce(_ outgoing: OutgoingMessage) {
-        let id = outgoing.deliveryID
         lock.lock()
         let producer = self.producer
         lock.unlock()
+        produce(outgoing, with: producer)
+    }
+
+    /// Hands a message to `producer`, the current one when the caller last held the lock.
+    private func produce(_ outgoing: OutgoingMessage, with producer: KafkaProducer) {
+        let id = outgoing.deliveryID
         metrics.sent()
         do {
             try producer.produce(topic: outgoing.message.topic, key: outgoing.message.key, value: outgoing.message.value, token: id)
         } catch {
             // Refused before reaching a broker (too large for librdkafka, unknown topic, …): a delivery report in all but name.
             delivered([DeliveryReport(token: id, error: error, topic: outgoing.message.topic, partition: -1, offset: -1,
-                                      key: outgoing.message.key, size: outgoing.message.value.count, payload: nil)])
+                                      size: outgoing.message.value.count, payload: nil)])
         }
     }
 
@@ -307,11 +387,12 @@ final class Dispatcher: @unchecked Sendable {
             }
         }
         lock.broadcast()
+        let producer = self.producer
         lock.unlock()
 
         for (outgoing, error) in cancelled { cancelTooLarge(outgoing, error: error) }
         settle(tokens) // also when empty: capacity may have been freed
-        for outgoing in next { produce(outgoing) }
+        for outgoing in next { produce(outgoing, with: producer) }
     }
 
     /// One delivery report for a message of `group` (under the lock). Returns true when the group
@@ -383,17 +464,13 @@ final class Dispatcher: @unchecked Sendable {
         if outgoing.commitTime != 0 {
             metrics.committedToAcked(seconds: now.timeIntervalSince1970 - (Double(outgoing.commitTime) / 1e6 + 946_684_800))
         }
-        let value = outgoing.message.value.count <= Self.valueKeptBytes ? outgoing.message.value : nil
-        recentlyDelivered.append(DeliveredMessage(
-            sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table, topic: report.topic,
-            key: outgoing.message.key.map { String(decoding: $0, as: UTF8.self) }, size: report.size,
-            partition: report.partition, offset: report.offset, deliverCount: outgoing.deliverCount, deliveredAt: now,
-            action: outgoing.action.rawValue, recordPKs: outgoing.message.recordPKs, value: value))
+        // Kept as it is (one reference); made into a DeliveredMessage only when shown or saved.
+        recentlyDelivered.append(RecentDelivery(outgoing: outgoing, topic: report.topic, partition: report.partition,
+                                                offset: report.offset, size: report.size, deliveredAt: now))
         if recentlyDelivered.count > DeliveryLedger.deliveredKept { recentlyDelivered.removeFirst() }
+        let aged = recentlyDelivered.count - DeliveryLedger.recentBodiesKept - 1
+        if aged >= 0 { recentlyDelivered[aged].dropLargeBodies() }
         deliveredUnsaved += 1
-        recentBodies.append(outgoing.beforeFunctions.value)
-        if recentBodies.count > DeliveryLedger.recentBodiesKept { recentBodies.removeFirst() }
-        recentBodiesUnsaved = true
     }
 
     /// Too large for Kafka: never retried; logged with table, key, size and limit, counted, kept in the ledger.
@@ -522,10 +599,11 @@ final class Dispatcher: @unchecked Sendable {
 
     private func saveDelivered() {
         lock.lock()
-        let unsaved = Array(recentlyDelivered.suffix(min(deliveredUnsaved, recentlyDelivered.count)))
+        let recent = recentlyDelivered.suffix(min(deliveredUnsaved, recentlyDelivered.count))
+        let unsaved = recent.map { $0.delivered(sink: sink.name) }
+        let bodies = deliveredUnsaved > 0
+            ? recentlyDelivered.suffix(DeliveryLedger.recentBodiesKept).map(\.outgoing.beforeFunctions.value) : nil
         deliveredUnsaved = 0
-        let bodies = recentBodiesUnsaved ? Array(recentBodies) : nil
-        recentBodiesUnsaved = false
         lock.unlock()
         do {
             try ledger.recordDelivered(unsaved)

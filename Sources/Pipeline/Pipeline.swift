@@ -99,9 +99,36 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     public func received(_ change: Change) {
         changesRead.increment()
         backfills.observe(change)
-        let table = TableName(schema: change.relation.schema, name: change.relation.name)
-        for sink in sinks where sink.config.accepts(table: table, action: change.action) {
+        let accepted = acceptedActions(of: change.relation)
+        let action = Self.bit(change.action)
+        for (index, sink) in sinks.enumerated() where accepted[index] & action != 0 {
             submit(change, to: sink)
+        }
+    }
+
+    /// Which sinks take which actions of a table, worked out once per relation instead of looking the
+    /// table up in every sink's sets for every change. Replication thread only, like `received`.
+    private var acceptedByRelation: [UInt32: (relation: Relation, actions: [UInt8])] = [:]
+
+    private func acceptedActions(of relation: Relation) -> [UInt8] {
+        if let known = acceptedByRelation[relation.id], known.relation === relation { return known.actions }
+        let table = TableName(schema: relation.schema, name: relation.name)
+        let actions = sinks.map { sink in
+            Action.allCases.reduce(UInt8(0)) { mask, action in
+                sink.config.accepts(table: table, action: action) ? mask | Self.bit(action) : mask
+            }
+        }
+        acceptedByRelation[relation.id] = (relation, actions)
+        return actions
+    }
+
+    private static func bit(_ action: Action) -> UInt8 {
+        switch action {
+        case .insert: 1
+        case .update: 2
+        case .delete: 4
+        case .read: 8
+        case .truncate: 16
         }
     }
 

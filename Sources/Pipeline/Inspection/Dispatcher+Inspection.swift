@@ -77,13 +77,13 @@ extension Dispatcher {
     func deliveredInMemory(limit: Int) -> [DeliveredMessage] {
         lock.lock()
         defer { lock.unlock() }
-        return Array(recentlyDelivered.suffix(limit).reversed())
+        return recentlyDelivered.suffix(limit).reversed().map { $0.delivered(sink: sink.name) }
     }
 
     func deliveredInMemory(at position: MessagePosition) -> DeliveredMessage? {
         lock.lock()
         defer { lock.unlock() }
-        return recentlyDelivered.last { $0.position == position }
+        return recentlyDelivered.last { $0.position == position }?.delivered(sink: sink.name)
     }
 
     // MARK: - Actions
