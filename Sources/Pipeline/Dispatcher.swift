@@ -91,14 +91,26 @@ struct RecentDelivery: Sendable {
     var deliveredAt: Date
     /// Its bodies were let go (too large to keep for long); the size stays.
     var bodiesDropped = false
+    /// A body is larger than the console shows: let go of it once the message is no longer recent.
+    let hasLargeBodies: Bool
+
+    init(outgoing: OutgoingMessage, topic: String, partition: Int32, offset: Int64, size: Int, deliveredAt: Date) {
+        self.outgoing = outgoing
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.size = size
+        self.deliveredAt = deliveredAt
+        hasLargeBodies = outgoing.message.value.count > Dispatcher.valueKeptBytes
+            || (outgoing.original?.value.count ?? 0) > Dispatcher.valueKeptBytes
+    }
 
     var position: MessagePosition { outgoing.position }
 
     /// Lets go of bodies larger than the console shows, once the message is no longer among the few
     /// whose bodies `sluice fn test --recent` needs.
     mutating func dropLargeBodies() {
-        guard !bodiesDropped, outgoing.message.value.count > Dispatcher.valueKeptBytes
-            || (outgoing.original?.value.count ?? 0) > Dispatcher.valueKeptBytes else { return }
+        guard hasLargeBodies, !bodiesDropped else { return }
         outgoing.message.value = []
         outgoing.original = nil
         bodiesDropped = true
@@ -378,11 +390,12 @@ final class Dispatcher: @unchecked Sendable {
         var tokens: [UInt] = []
         var next: [OutgoingMessage] = []
         var cancelled: [(OutgoingMessage, KafkaError)] = []
+        let now = Date() // one reading for the batch of reports
         lock.lock()
         for report in reports {
             guard let key = inFlightByID.removeValue(forKey: report.token), let slot = groups.index(forKey: key) else { continue }
             // The group is changed in place: a copy would copy its queues, for every report.
-            if process(report, group: &groups.values[slot], tokens: &tokens, next: &next, cancelled: &cancelled) {
+            if process(report, group: &groups.values[slot], now: now, tokens: &tokens, next: &next, cancelled: &cancelled) {
                 groups.remove(at: slot)
             }
         }
@@ -397,7 +410,7 @@ final class Dispatcher: @unchecked Sendable {
 
     /// One delivery report for a message of `group` (under the lock). Returns true when the group
     /// is idle afterwards and can go.
-    private func process(_ report: DeliveryReport, group: inout Group, tokens: inout [UInt], next: inout [OutgoingMessage],
+    private func process(_ report: DeliveryReport, group: inout Group, now: Date, tokens: inout [UInt], next: inout [OutgoingMessage],
                          cancelled: inout [(OutgoingMessage, KafkaError)]) -> Bool {
         guard let index = group.inFlight.firstIndex(where: { $0.deliveryID == report.token }) else { return false }
         var outgoing = group.inFlight.remove(at: index)
@@ -438,7 +451,7 @@ final class Dispatcher: @unchecked Sendable {
         if let error = report.error {
             cancelled.append((outgoing, error))
         } else {
-            record(delivered: outgoing, report: report)
+            record(delivered: outgoing, report: report, at: now)
         }
         if outgoing.isParked {
             pendingUnparks.append(outgoing.position)
@@ -458,9 +471,8 @@ final class Dispatcher: @unchecked Sendable {
         return group.isIdle
     }
 
-    private func record(delivered outgoing: OutgoingMessage, report: DeliveryReport) {
+    private func record(delivered outgoing: OutgoingMessage, report: DeliveryReport, at now: Date) {
         metrics.delivered()
-        let now = Date()
         if outgoing.commitTime != 0 {
             metrics.committedToAcked(seconds: now.timeIntervalSince1970 - (Double(outgoing.commitTime) / 1e6 + 946_684_800))
         }
@@ -469,7 +481,7 @@ final class Dispatcher: @unchecked Sendable {
                                                 offset: report.offset, size: report.size, deliveredAt: now))
         if recentlyDelivered.count > DeliveryLedger.deliveredKept { recentlyDelivered.removeFirst() }
         let aged = recentlyDelivered.count - DeliveryLedger.recentBodiesKept - 1
-        if aged >= 0 { recentlyDelivered[aged].dropLargeBodies() }
+        if aged >= 0, recentlyDelivered[aged].hasLargeBodies { recentlyDelivered[aged].dropLargeBodies() }
         deliveredUnsaved += 1
     }
 

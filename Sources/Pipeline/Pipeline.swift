@@ -179,9 +179,10 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     }
 
     public func waitForCapacity(timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
         capacity.lock()
         defer { capacity.unlock() }
+        if sinks.allSatisfy({ $0.dispatcher.hasCapacity && $0.enrichment?.hasCapacity != false }) { return true }
+        let deadline = Date().addingTimeInterval(timeout)
         while true {
             if sinks.allSatisfy({ $0.dispatcher.hasCapacity && $0.enrichment?.hasCapacity != false }) { return true }
             if !capacity.wait(until: deadline) { return false }

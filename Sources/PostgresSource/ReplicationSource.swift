@@ -182,8 +182,10 @@ public final class ReplicationSource: Sendable {
                     break
                 }
                 source.status.advance(to: received)
-                try reportIfDue(consumer.confirmedLSN)
-                try heartbeatIfDue()
+                // One clock reading per event serves the status update, the stall warning and the heartbeat.
+                let now = Date()
+                try reportIfDue(consumer.confirmedLSN, now: now)
+                try heartbeatIfDue(now: now)
             }
         }
 
@@ -269,17 +271,16 @@ public final class ReplicationSource: Sendable {
             position.commitIndex += 1
         }
 
-        private func reportIfDue(_ confirmed: LSN) throws(PostgresError) {
-            warnIfStalled(confirmed)
-            let elapsed = Date().timeIntervalSince(lastStatus)
+        private func reportIfDue(_ confirmed: LSN, now: Date = Date()) throws(PostgresError) {
+            warnIfStalled(confirmed, now: now)
+            let elapsed = now.timeIntervalSince(lastStatus)
             if elapsed >= settings.statusInterval || (confirmed > reported && elapsed >= 0.2) {
                 try sendStatus(confirmed, replyRequested: false)
             }
         }
 
         /// The slot has not moved for 5 minutes although the server has newer WAL: say so, every 5 minutes.
-        private func warnIfStalled(_ confirmed: LSN) {
-            let now = Date()
+        private func warnIfStalled(_ confirmed: LSN, now: Date) {
             if confirmed > reported || received <= reported { lastAdvance = now; return }
             guard now.timeIntervalSince(lastAdvance) >= 300, now.timeIntervalSince(lastStallWarning) >= 300 else { return }
             lastStallWarning = now
@@ -294,10 +295,10 @@ public final class ReplicationSource: Sendable {
             lastStatus = Date()
         }
 
-        private func heartbeatIfDue() throws(PostgresError) {
+        private func heartbeatIfDue(now: Date) throws(PostgresError) {
             let interval = settings.database.heartbeatInterval
-            guard interval > 0, Date().timeIntervalSince(lastHeartbeat) >= interval else { return }
-            lastHeartbeat = Date()
+            guard interval > 0, now.timeIntervalSince(lastHeartbeat) >= interval else { return }
+            lastHeartbeat = now
             do {
                 try ReplicationSetup(connection: admin, config: settings.database).emitHeartbeat()
             } catch {

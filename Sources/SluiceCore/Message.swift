@@ -142,9 +142,14 @@ public struct MessageEncoder: Sendable {
     }
 
     public func encode(_ change: Change, topic: String) -> Message {
+        change.relation.columnKeysJSON.withUnsafeBufferPointer { encode(change, topic: topic, keyBytes: $0) }
+    }
+
+    private func encode(_ change: Change, topic: String, keyBytes: UnsafeBufferPointer<UInt8>) -> Message {
         let relation = change.relation
         let columns = relation.columns
-        let keys = relation.columnKeysJSON
+        let keyRanges = relation.columnKeyRanges
+        @inline(__always) func key(_ index: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: keyBytes[keyRanges[index]]) }
         // The row to show: the new one, or for deletes the old one.
         let row: Tuple = (change.action == .delete ? change.old : change.new) ?? Tuple(bytes: [], cells: [])
         let oldRow = change.old
@@ -180,13 +185,13 @@ public struct MessageEncoder: Sendable {
                 }
                 if recordFields > 0 { json.raw(UInt8(ascii: ",")) }
                 recordFields += 1
-                json.raw(keys[index])
+                json.raw(key(index))
                 ValueConverter.write(oldRow.cells[index], of: oldRow, kind: kind(columns, index), to: &json)
                 continue
             }
             if recordFields > 0 { json.raw(UInt8(ascii: ",")) }
             recordFields += 1
-            json.raw(keys[index])
+            json.raw(key(index))
             ValueConverter.write(cell, of: row, kind: kind(columns, index), to: &json)
         }
         json.raw(UInt8(ascii: "}"))
@@ -208,7 +213,7 @@ public struct MessageEncoder: Sendable {
                     if oldRow.sameValue(at: index, as: newRow) { continue }
                     if changesFields > 0 { json.raw(UInt8(ascii: ",")) }
                     changesFields += 1
-                    json.raw(keys[index])
+                    json.raw(key(index))
                     ValueConverter.write(oldRow.cells[index], of: oldRow, kind: kind(columns, index), to: &json)
                 }
             }

@@ -140,8 +140,10 @@ public final class Relation: Hashable, Sendable {
     /// identity columns (unless that is every column, as with REPLICA IDENTITY FULL).
     /// Worked out once here: every message of the table needs them.
     public let keyColumnIndexes: [Int]
-    /// Each column's `"name":` as JSON, escaped once here instead of once per message.
-    public let columnKeysJSON: [[UInt8]]
+    /// Each column's `"name":` as JSON, escaped once here instead of once per message: column i's
+    /// is `columnKeysJSON[columnKeyRanges[i]]`.
+    public let columnKeysJSON: [UInt8]
+    public let columnKeyRanges: [Range<Int>]
     /// `{"table_schema":"…","table_name":"…"`: how every message of the table starts its metadata.
     public let metadataHeadJSON: [UInt8]
 
@@ -160,11 +162,13 @@ public final class Relation: Hashable, Sendable {
         } else {
             keyColumnIndexes = columns.indices.filter { columns[$0].isReplicaIdentity }
         }
-        columnKeysJSON = columns.map { column in
-            var json = JSONWriter(capacity: column.name.utf8.count + 3)
-            json.key(column.name)
-            return json.bytes
+        var keys = JSONWriter(capacity: columns.reduce(0) { $0 + $1.name.utf8.count + 3 })
+        columnKeyRanges = columns.map { column in
+            let start = keys.bytes.count
+            keys.key(column.name)
+            return start..<keys.bytes.count
         }
+        columnKeysJSON = keys.bytes
         var head = JSONWriter(capacity: 64)
         head.raw("{\"table_schema\":")
         head.string(schema)
