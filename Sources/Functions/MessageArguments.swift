@@ -158,7 +158,9 @@ final class MessageArguments {
     /// An empty table with the proxy metatable, standing for the object at `range` of `fields` fields:
     /// room for every field (so that filling it never grows it) and the kept text and its range.
     private func pushLazyTable(_ range: Range<Int>, fields: Int) -> Pending {
-        lua_createtable(L, 0, Int32(clamping: fields + 2))
+        // Sized for every field only where they will all be read (transforms); a filter or route
+        // reads a field or two, and most tables are never read: room for the kept text is enough.
+        lua_createtable(L, 0, reader.recordsShape ? Int32(clamping: fields + 2) : 2)
         lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
         lua_setmetatable(L, -2)
         return Pending(table: lua_topointer(L, -1), range: range)

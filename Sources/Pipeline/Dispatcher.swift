@@ -60,6 +60,11 @@ struct OutgoingMessage: Sendable {
     /// The token of its current attempt, matching the delivery report.
     var deliveryID: UInt = 0
 
+    /// Sets the message and the one from before the functions (or enrichment) at once.
+    mutating func replace(message: Message, original: Message?) {
+        content = Content(group: content.group, table: content.table, message: message, original: original)
+    }
+
     /// What the ledger keeps of it.
     var beforeFunctions: Message { content.original ?? content.message }
 
@@ -268,19 +273,18 @@ final class Dispatcher: @unchecked Sendable {
         var outgoing = encoded
         var failure = earlier
         if let enriched {
-            outgoing.message = enriched
-            outgoing.original = encoded.message
+            outgoing.replace(message: enriched, original: encoded.message)
             outgoing.memoryCost = encoded.message.value.count
         }
         if let liveFunctions, failure == nil {
-            switch liveFunctions.apply(to: outgoing.message) {
+            let input = outgoing.message
+            switch liveFunctions.apply(to: input) {
             case .send(let message):
-                // Kept only when the functions changed something (a filter that keeps, or a route to
+                // Replaced only when the functions changed something (a filter that keeps, or a route to
                 // the default topic and key, leaves the message as it was: nothing to remember).
-                if liveFunctions.transformsValue || message.topic != outgoing.message.topic || message.key != outgoing.message.key {
-                    outgoing.original = encoded.message
+                if liveFunctions.transformsValue || message.topic != input.topic || message.key != input.key {
+                    outgoing.replace(message: message, original: encoded.message)
                 }
-                outgoing.message = message
                 if liveFunctions.transformsValue { outgoing.memoryCost = encoded.message.value.count }
             case .drop:
                 metrics.filtered()
