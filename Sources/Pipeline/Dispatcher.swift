@@ -377,14 +377,21 @@ final class Dispatcher: @unchecked Sendable {
 
     /// Hands a message to `producer`, the current one when the caller last held the lock.
     private func produce(_ outgoing: OutgoingMessage, with producer: KafkaProducer) {
+        if let refusal = send(outgoing, with: producer) { delivered([refusal]) }
+    }
+
+    /// Hands a message to `producer`; a message refused before reaching a broker (too large for
+    /// librdkafka, unknown topic, …) comes back as the failed delivery report it is in all but name,
+    /// for the caller to pass to `delivered` once it no longer holds the lock.
+    private func send(_ outgoing: OutgoingMessage, with producer: KafkaProducer) -> DeliveryReport? {
         let id = outgoing.deliveryID
         metrics.sent()
         do {
             try producer.produce(topic: outgoing.message.topic, key: outgoing.message.key, value: outgoing.message.value, token: id)
+            return nil
         } catch {
-            // Refused before reaching a broker (too large for librdkafka, unknown topic, …): a delivery report in all but name.
-            delivered([DeliveryReport(token: id, error: error, topic: outgoing.message.topic, partition: -1, offset: -1,
-                                      size: outgoing.message.value.count, payload: nil)])
+            return DeliveryReport(token: id, error: error, topic: outgoing.message.topic, partition: -1, offset: -1,
+                                  size: outgoing.message.value.count, payload: nil)
         }
     }
 
@@ -404,12 +411,17 @@ final class Dispatcher: @unchecked Sendable {
             }
         }
         lock.broadcast()
-        let producer = self.producer
+        // Messages that moved from waiting into flight go to Kafka before the lock is let go: the next
+        // message of their group that the replication thread admits must not reach Kafka before them.
+        var refused: [DeliveryReport] = []
+        for outgoing in next {
+            if let refusal = send(outgoing, with: producer) { refused.append(refusal) }
+        }
         lock.unlock()
 
         for (outgoing, error) in cancelled { cancelTooLarge(outgoing, error: error) }
         settle(tokens) // also when empty: capacity may have been freed
-        for outgoing in next { produce(outgoing, with: producer) }
+        if !refused.isEmpty { delivered(refused) }
     }
 
     /// One delivery report for a message of `group` (under the lock). Returns true when the group
