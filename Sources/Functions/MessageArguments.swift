@@ -155,11 +155,11 @@ final class MessageArguments {
         return (record, changes, metadata)
     }
 
-    /// An empty table with the proxy metatable, standing for the object at `range` of `fields` fields:
-    /// room for every field (so that filling it never grows it) and the kept text and its range.
+    /// An empty table with the proxy metatable, standing for the object at `range` of `fields` fields.
+    /// A transform's tables are filled whole, so they get room for every field and the kept text and
+    /// its range; a filter or route reads a field or two, and most tables are never read: room for the
+    /// kept text is enough.
     private func pushLazyTable(_ range: Range<Int>, fields: Int) -> Pending {
-        // Sized for every field only where they will all be read (transforms); a filter or route
-        // reads a field or two, and most tables are never read: room for the kept text is enough.
         lua_createtable(L, 0, reader.recordsShape ? Int32(clamping: fields + 2) : 2)
         lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
         lua_setmetatable(L, -2)

@@ -33,16 +33,15 @@ public final class SinkFunctions: @unchecked Sendable {
         defer { lock.unlock() }
         do {
             if let filter, try !filter.filter(message.value, layout: message.layout) { return .drop }
-            if routing == nil, transform == nil {
-                return message.topic.isEmpty ? .failed(Self.noTopic(routing)) : .send(message)
-            }
             var result = message
             if let routing {
                 let route = try routing.route(message.value, layout: message.layout)
                 if let topic = route.topic { result.topic = topic }
                 if let key = route.messageKey { result.key = key }
             }
-            if result.topic.isEmpty { return .failed(Self.noTopic(routing)) }
+            if result.topic.isEmpty {
+                return .failed("\(routing?.config.name ?? "routing"): route returned no topic and the sink has no destination.topic — return a topic, or set one")
+            }
             if let transform {
                 result.value = try transform.transform(message.value, layout: message.layout)
                 result.layout = nil
@@ -51,9 +50,5 @@ public final class SinkFunctions: @unchecked Sendable {
         } catch {
             return .failed(error.message)
         }
-    }
-
-    private static func noTopic(_ routing: UserFunction?) -> String {
-        "\(routing?.config.name ?? "routing"): route returned no topic and the sink has no destination.topic — return a topic, or set one"
     }
 }

@@ -27,14 +27,8 @@ struct OutgoingMessage: Sendable {
 
     private var content: Content
     var position: MessagePosition
-    var group: String {
-        get { content.group }
-        set { content = Content(group: newValue, table: content.table, message: content.message, original: content.original) }
-    }
-    var table: String {
-        get { content.table }
-        set { content = Content(group: content.group, table: newValue, message: content.message, original: content.original) }
-    }
+    var group: String { content.group }
+    var table: String { content.table }
     /// The message as it goes to Kafka (after the sink's functions).
     var message: Message {
         get { content.message }
@@ -94,10 +88,10 @@ struct RecentDelivery: Sendable {
     var offset: Int64
     var size: Int
     var deliveredAt: Date
-    /// Its bodies were let go (too large to keep for long); the size stays.
-    var bodiesDropped = false
-    /// A body is larger than the console shows: let go of it once the message is no longer recent.
-    let hasLargeBodies: Bool
+    /// Bodies larger than the console shows: let go of once the message is no longer recent.
+    let valueTooLarge: Bool
+    let originalTooLarge: Bool
+    var hasLargeBodies: Bool { valueTooLarge || originalTooLarge }
 
     init(outgoing: OutgoingMessage, topic: String, partition: Int32, offset: Int64, size: Int, deliveredAt: Date) {
         self.outgoing = outgoing
@@ -106,19 +100,17 @@ struct RecentDelivery: Sendable {
         self.offset = offset
         self.size = size
         self.deliveredAt = deliveredAt
-        hasLargeBodies = outgoing.message.value.count > Dispatcher.valueKeptBytes
-            || (outgoing.original?.value.count ?? 0) > Dispatcher.valueKeptBytes
+        valueTooLarge = outgoing.message.value.count > Dispatcher.valueKeptBytes
+        originalTooLarge = (outgoing.original?.value.count ?? 0) > Dispatcher.valueKeptBytes
     }
 
     var position: MessagePosition { outgoing.position }
 
     /// Lets go of bodies larger than the console shows, once the message is no longer among the few
-    /// whose bodies `sluice fn test --recent` needs.
+    /// whose bodies `sluice fn test --recent` needs (each entry passes that point once).
     mutating func dropLargeBodies() {
-        guard hasLargeBodies, !bodiesDropped else { return }
-        outgoing.message.value = []
-        outgoing.original = nil
-        bodiesDropped = true
+        if valueTooLarge { outgoing.message.value = [] }
+        if originalTooLarge { outgoing.original = nil }
     }
 
     func delivered(sink: String) -> DeliveredMessage {
@@ -127,7 +119,7 @@ struct RecentDelivery: Sendable {
             sink: sink, group: outgoing.group, position: outgoing.position, table: outgoing.table, topic: topic,
             key: outgoing.message.key.map { String(decoding: $0, as: UTF8.self) }, size: size, partition: partition,
             offset: offset, deliverCount: outgoing.deliverCount, deliveredAt: deliveredAt, action: outgoing.action.rawValue,
-            recordPKs: outgoing.message.recordPKs, value: bodiesDropped || value.count > Dispatcher.valueKeptBytes ? nil : value)
+            recordPKs: outgoing.message.recordPKs, value: valueTooLarge ? nil : value)
     }
 }
 

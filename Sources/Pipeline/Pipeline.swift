@@ -181,11 +181,12 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     public func waitForCapacity(timeout: Double) -> Bool {
         capacity.lock()
         defer { capacity.unlock() }
-        if sinks.allSatisfy({ $0.dispatcher.hasCapacity && $0.enrichment?.hasCapacity != false }) { return true }
-        let deadline = Date().addingTimeInterval(timeout)
+        var deadline: Date? // made only when there is no room: this runs for every replication event
         while true {
             if sinks.allSatisfy({ $0.dispatcher.hasCapacity && $0.enrichment?.hasCapacity != false }) { return true }
-            if !capacity.wait(until: deadline) { return false }
+            let end = deadline ?? Date().addingTimeInterval(timeout)
+            deadline = end
+            if !capacity.wait(until: end) { return false }
         }
     }
 

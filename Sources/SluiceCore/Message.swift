@@ -169,6 +169,13 @@ public struct MessageEncoder: Sendable {
         let recordStart = json.bytes.count
         json.raw(UInt8(ascii: "{"))
         var recordFields: Int32 = 0
+        // One field of the record, from `tuple` (the row, or the old row for an unchanged TOAST value).
+        func field(_ index: Int, _ cell: Cell, of tuple: Tuple) {
+            if recordFields > 0 { json.raw(UInt8(ascii: ",")) }
+            recordFields += 1
+            json.raw(key(index))
+            ValueConverter.write(cell, of: tuple, kind: kind(columns, index), to: &json)
+        }
         for index in columns.indices where index < row.cells.count {
             let cell = row.cells[index]
             // A delete under REPLICA IDENTITY DEFAULT carries only the key columns.
@@ -183,16 +190,10 @@ public struct MessageEncoder: Sendable {
                     unchangedToast.append(columns[index].name)
                     continue
                 }
-                if recordFields > 0 { json.raw(UInt8(ascii: ",")) }
-                recordFields += 1
-                json.raw(key(index))
-                ValueConverter.write(oldRow.cells[index], of: oldRow, kind: kind(columns, index), to: &json)
-                continue
+                field(index, oldRow.cells[index], of: oldRow)
+            } else {
+                field(index, cell, of: row)
             }
-            if recordFields > 0 { json.raw(UInt8(ascii: ",")) }
-            recordFields += 1
-            json.raw(key(index))
-            ValueConverter.write(cell, of: row, kind: kind(columns, index), to: &json)
         }
         json.raw(UInt8(ascii: "}"))
         let recordEnd = json.bytes.count
