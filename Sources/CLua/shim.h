@@ -84,6 +84,27 @@ static inline int sluice_lua_null_tostring(lua_State *L) {
     return 1;
 }
 
+/// The base library's `tostring` (luaB_tostring: same checks, same text), writing integers
+/// without the printf machinery: `tostring(record.id)` is the usual routing key.
+static inline int sluice_lua_tostring(lua_State *L) {
+    luaL_checkany(L, 1);
+    if (lua_isinteger(L, 1)) {
+        lua_Integer value = lua_tointeger(L, 1);
+        char digits[24];
+        char *end = digits + sizeof digits, *p = end;
+        unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+        do {
+            *--p = (char)('0' + magnitude % 10);
+            magnitude /= 10;
+        } while (magnitude);
+        if (value < 0) *--p = '-';
+        lua_pushlstring(L, p, (size_t)(end - p));
+        return 1;
+    }
+    luaL_tolstring(L, 1, NULL);
+    return 1;
+}
+
 // MARK: - Lazy message tables
 //
 // `record`, `changes` and `metadata` reach a function as empty tables with the metatable
@@ -277,7 +298,7 @@ static inline void sluice_lua_open_proxies(lua_State *L) {
     const struct { const char *name; lua_CFunction function; } replaced[] = {
         {"next", sluice_lua_next}, {"rawget", sluice_lua_rawget}, {"rawset", sluice_lua_rawset},
         {"rawlen", sluice_lua_rawlen}, {"getmetatable", sluice_lua_getmetatable},
-        {"setmetatable", sluice_lua_setmetatable}, {NULL, NULL},
+        {"setmetatable", sluice_lua_setmetatable}, {"tostring", sluice_lua_tostring}, {NULL, NULL},
     };
     for (int i = 0; replaced[i].name; i++) {
         lua_pushcfunction(L, replaced[i].function);

@@ -38,6 +38,9 @@ final class MessageArguments {
         /// The table (`lua_topointer`); nil when there is none or it has been filled.
         var table: UnsafeRawPointer?
         var range: Range<Int>
+        /// The function may keep the table past the call (`ParameterUse.escapes`): if it is still
+        /// lazy then, it gets its copy of the message.
+        var mayOutliveCall = true
         static var none: Pending { Pending(table: nil, range: 0..<0) }
     }
 
@@ -73,16 +76,28 @@ final class MessageArguments {
     /// Pushes `action, record, changes, metadata` of a Sequin-shaped message: four values. `buffer`
     /// must stay valid until `finish`. With the encoder's `layout` nothing is scanned: the parts'
     /// ranges are known and the JSON is Sluice's own.
-    func push(_ buffer: UnsafeBufferPointer<UInt8>, layout: MessageLayout? = nil) throws(FunctionError) {
+    ///
+    /// `uses` says what the function does with each parameter: one it never reads gets nil (no
+    /// table is made), and a table it only indexes needs no copy of the message when the call ends.
+    func push(_ buffer: UnsafeBufferPointer<UInt8>, layout: MessageLayout? = nil,
+              uses: ParameterUse = .allEscape) throws(FunctionError) {
         guard lua_checkstack(L, 16) != 0 else { throw FunctionError("Lua stack exhausted") }
         reader.startMessage()
         if let layout, let parts = Self.parts(of: layout, in: buffer) {
             var found: (Pending, Pending, Pending) = (.none, .none, .none)
-            let action = layout.action.rawValue
-            lua_pushlstring(L, action, action.utf8.count)
-            found.0 = pushLazyTable(parts.record, fields: Int(layout.recordFields))
-            if let changes = parts.changes { found.1 = pushLazyTable(changes, fields: Int(layout.changesFields)) } else { lua_pushnil(L) }
-            found.2 = pushLazyTable(parts.metadata, fields: 12)
+            if uses[0] == .unused {
+                lua_pushnil(L)
+            } else {
+                let action = layout.action.rawValue
+                lua_pushlstring(L, action, action.utf8.count)
+            }
+            found.0 = pushLazyTable(parts.record, fields: Int(layout.recordFields), use: uses[1])
+            if let changes = parts.changes {
+                found.1 = pushLazyTable(changes, fields: Int(layout.changesFields), use: uses[2])
+            } else {
+                lua_pushnil(L)
+            }
+            found.2 = pushLazyTable(parts.metadata, fields: 12, use: uses[3])
             bytes = buffer
             pending = found
             encodedBySluice = true
@@ -112,9 +127,14 @@ final class MessageArguments {
                     if slot == 1 { sawRecord = true }
                     cursor.skipWhitespace()
                     var pending = Pending.none
+                    if uses[Int(slot)] == .unused {
+                        // Read past but checked all the same, so a broken message fails as it would otherwise.
+                        _ = try cursor.skipValue(maxDepth: LuaValueReader.maxDepth)
+                        continue
+                    }
                     if slot != 0, cursor.peek == UInt8(ascii: "{") {
                         let (range, fields) = try cursor.skipObject(maxDepth: LuaValueReader.maxDepth)
-                        pending = pushLazyTable(range, fields: fields)
+                        pending = pushLazyTable(range, fields: fields, use: uses[Int(slot)])
                     } else {
                         try reader.push(&cursor, depth: 0, inArray: false)
                     }
@@ -159,11 +179,16 @@ final class MessageArguments {
     /// A transform's tables are filled whole, so they get room for every field and the kept text and
     /// its range; a filter or route reads a field or two, and most tables are never read: room for the
     /// kept text is enough.
-    private func pushLazyTable(_ range: Range<Int>, fields: Int) -> Pending {
-        lua_createtable(L, 0, reader.recordsShape ? Int32(clamping: fields + 2) : 2)
+    private func pushLazyTable(_ range: Range<Int>, fields: Int, use: ParameterUse.Use) -> Pending {
+        if use == .unused {
+            lua_pushnil(L)
+            return .none
+        }
+        let keeps = use == .escapes
+        lua_createtable(L, 0, reader.recordsShape ? Int32(clamping: fields + 2) : keeps ? 2 : 1)
         lua_rawgeti(L, sluice_lua_registryindex(), lua_Integer(proxyRef))
         lua_setmetatable(L, -2)
-        return Pending(table: lua_topointer(L, -1), range: range)
+        return Pending(table: lua_topointer(L, -1), range: range, mayOutliveCall: keeps)
     }
 
     /// 0 action, 1 record, 2 changes, 3 metadata, nil for other keys (the key read past).
@@ -192,7 +217,9 @@ final class MessageArguments {
         }
         guard let bytes, lua_gettop(L) >= arguments + 3, lua_checkstack(L, 4) != 0 else { return }
         // The tables still lazy, at their stack slots (no array: this runs for every call).
-        func lazy(_ entry: Pending, _ index: Int32) -> Bool { entry.table != nil && lua_topointer(L, index) == entry.table }
+        func lazy(_ entry: Pending, _ index: Int32) -> Bool {
+            entry.table != nil && entry.mayOutliveCall && lua_topointer(L, index) == entry.table
+        }
         let kept = (lazy(pending.0, arguments + 1), lazy(pending.1, arguments + 2), lazy(pending.2, arguments + 3))
         guard kept.0 || kept.1 || kept.2 else { return }
         let top = lua_gettop(L)

@@ -18,6 +18,12 @@ public final class UserFunction {
     public let config: FunctionConfig
     private let state: LuaState?
     private let path: PathFunction?
+    /// The entry point's global name, as C text (no conversion per call).
+    private let entryName: [CChar]
+    /// The entry function as compiled (`lua_topointer`) and what it does with its parameters; a
+    /// function that replaces its own global is called with every parameter treated as `escapes`.
+    private var analyzedEntry: UnsafeRawPointer?
+    private var parameterUse = ParameterUse.allEscape
     public static let maxMessageKeyBytes = 512
 
     /// Compiles the function: a syntax error, a chunk that fails or one that does not define its
@@ -30,6 +36,7 @@ public final class UserFunction {
             }
             self.path = path
             self.state = nil
+            self.entryName = []
             return
         }
         path = nil
@@ -41,6 +48,11 @@ public final class UserFunction {
         }
         state.install(MessageArguments(state.L, recordsShape: config.kind == .transform))
         self.state = state
+        entryName = Array(entry.utf8CString)
+        entryName.withUnsafeBufferPointer { _ = lua_getglobal(state.L, $0.baseAddress) }
+        analyzedEntry = lua_topointer(state.L, -1)
+        parameterUse = ParameterUse.of(functionOnTop: state.L)
+        state.setTop(state.top - 1)
     }
 
     // MARK: - Calls
@@ -78,7 +90,7 @@ public final class UserFunction {
         let result = lua_gettop(L)
         sluice_lua_materialize(L, result)                   // `return record` reads the record's columns
         var route = Route()
-        lua_pushstring(L, "topic")
+        lua_pushlstring(L, "topic", 5)
         lua_rawget(L, result)
         switch lua_type(L, -1) {
         case LUA_TNIL: break
@@ -92,7 +104,7 @@ public final class UserFunction {
             throw FunctionError("\(config.name): route returned a topic that is \(describe(state, -1)) — return a string")
         }
         sluice_lua_pop(L, 1)
-        lua_pushstring(L, "message_key")
+        lua_pushlstring(L, "message_key", 11)
         lua_rawget(L, result)
         switch lua_type(L, -1) {
         case LUA_TNIL: break
@@ -150,20 +162,25 @@ public final class UserFunction {
         return state
     }
 
-    /// Pushes the message's four parts (kept at `top + 1…4` until `finishCall`), then the entry point
-    /// and a copy of the four, and calls it; leaves one result on top.
+    /// What the compiled entry function does with its parameters (for tests).
+    var parameterUses: ParameterUse { parameterUse }
+
+    /// Pushes the entry point and then the message's four parts (kept at `top + 2…5` until
+    /// `finishCall`), then a copy of all five, and calls it; leaves one result on top.
     private func callEntry(_ state: LuaState, _ value: UnsafeBufferPointer<UInt8>, _ layout: MessageLayout?) throws(FunctionError) {
+        let L = state.L
         let arguments = state.arguments!
         let top = state.top
-        try arguments.push(value, layout: layout)
-        state.pushGlobal(config.kind.entryPoint!)
-        for index in top + 1...top + 4 { lua_pushvalue(state.L, index) }
+        entryName.withUnsafeBufferPointer { _ = lua_getglobal(L, $0.baseAddress) }
+        let uses = lua_topointer(L, -1) == analyzedEntry ? parameterUse : .allEscape
+        try arguments.push(value, layout: layout, uses: uses)
+        for index in top + 1...top + 5 { lua_pushvalue(L, index) }
         try state.call(arguments: 4, results: 1)
     }
 
     /// After a call (or a failed one): the message's tables stop reading its bytes; the stack is reset.
     private func finishCall(_ state: LuaState, _ top: Int32) {
-        state.arguments?.finish(arguments: top + 1)
+        state.arguments?.finish(arguments: top + 2)
         state.setTop(top)
     }
 
