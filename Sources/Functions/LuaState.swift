@@ -89,8 +89,6 @@ final class LuaState {
         return type == LUA_TFUNCTION
     }
 
-    func pushGlobal(_ name: String) { lua_getglobal(L, name) }
-
     /// Memory the state holds now (for tests and the console).
     var memoryUsed: Int { budget.pointee.used }
 

@@ -22,8 +22,9 @@ public final class UserFunction {
     private let entryName: [CChar]
     /// The entry function as compiled (`lua_topointer`) and what it does with its parameters; a
     /// function that replaces its own global is called with every parameter treated as `escapes`.
-    private var analyzedEntry: UnsafeRawPointer?
-    private var parameterUse = ParameterUse.allEscape
+    private let analyzedEntry: UnsafeRawPointer?
+    /// What the compiled entry function does with its parameters (internal for tests).
+    let parameterUses: ParameterUse
     public static let maxMessageKeyBytes = 512
 
     /// Compiles the function: a syntax error, a chunk that fails or one that does not define its
@@ -37,6 +38,8 @@ public final class UserFunction {
             self.path = path
             self.state = nil
             self.entryName = []
+            self.analyzedEntry = nil
+            self.parameterUses = .allEscape
             return
         }
         path = nil
@@ -51,7 +54,7 @@ public final class UserFunction {
         entryName = Array(entry.utf8CString)
         entryName.withUnsafeBufferPointer { _ = lua_getglobal(state.L, $0.baseAddress) }
         analyzedEntry = lua_topointer(state.L, -1)
-        parameterUse = ParameterUse.of(functionOnTop: state.L)
+        parameterUses = ParameterUse.of(functionOnTop: state.L)
         state.setTop(state.top - 1)
     }
 
@@ -162,9 +165,6 @@ public final class UserFunction {
         return state
     }
 
-    /// What the compiled entry function does with its parameters (for tests).
-    var parameterUses: ParameterUse { parameterUse }
-
     /// Pushes the entry point and then the message's four parts (kept at `top + 2…5` until
     /// `finishCall`), then a copy of all five, and calls it; leaves one result on top.
     private func callEntry(_ state: LuaState, _ value: UnsafeBufferPointer<UInt8>, _ layout: MessageLayout?) throws(FunctionError) {
@@ -172,7 +172,7 @@ public final class UserFunction {
         let arguments = state.arguments!
         let top = state.top
         entryName.withUnsafeBufferPointer { _ = lua_getglobal(L, $0.baseAddress) }
-        let uses = lua_topointer(L, -1) == analyzedEntry ? parameterUse : .allEscape
+        let uses = lua_topointer(L, -1) == analyzedEntry ? parameterUses : .allEscape
         try arguments.push(value, layout: layout, uses: uses)
         for index in top + 1...top + 5 { lua_pushvalue(L, index) }
         try state.call(arguments: 4, results: 1)
