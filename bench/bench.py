@@ -61,6 +61,8 @@ def main():
     p.add_argument("--profile", action="store_true", help="also profile sluice with perf record")
     p.add_argument("--profile-changes", type=int, default=300_000)
     p.add_argument("--profile-top", type=int, default=10)
+    p.add_argument("--profile-function", choices=("none", "route", "filter"), default="none",
+                   help="profile with the function runs' routing function or filter on the sink")
     p.add_argument("--no-functions", action="store_true",
                    help="throughput: skip the runs with a routing function and with a filter")
     p.add_argument("--no-backfill", action="store_true", help="skip the backfill part")
