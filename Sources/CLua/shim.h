@@ -28,18 +28,82 @@ typedef struct sluice_lua_budget {
     /// Reads single fields of lazy message tables; NULL fills them whole on first touch.
     sluice_lua_field_reader read_field;
     void *materialize_context;
+    /// Freed small blocks by size class (16 bytes each, up to 256), reused before malloc is asked.
+    void *small_blocks[17];
+    size_t pooled;
 } sluice_lua_budget;
+
+// Every call makes a few tables and strings that die young; glibc's malloc paid for them with
+// consolidation and bin work on the replication thread (profile of a routing function). Blocks up
+// to 256 bytes are kept per state in free lists by size class instead, at most 1 MB of them; the
+// memory cap counts what Lua asked for, as before.
+enum { SLUICE_LUA_SMALL = 256, SLUICE_LUA_POOL_MAX = 1 << 20 };
+
+static inline size_t sluice_lua_class(size_t size) { return (size + 15) >> 4; }
+
+static inline void *sluice_lua_obtain(sluice_lua_budget *budget, size_t size) {
+    if (size > SLUICE_LUA_SMALL) return malloc(size);
+    size_t class = sluice_lua_class(size);
+    void *block = budget->small_blocks[class];
+    if (block) {
+        budget->small_blocks[class] = *(void **)block;
+        budget->pooled -= class << 4;
+        return block;
+    }
+    return malloc(class << 4);
+}
+
+static inline void sluice_lua_release(sluice_lua_budget *budget, void *block, size_t size) {
+    if (!block) return;
+    if (size > SLUICE_LUA_SMALL || budget->pooled + SLUICE_LUA_SMALL > SLUICE_LUA_POOL_MAX) {
+        free(block);
+        return;
+    }
+    size_t class = sluice_lua_class(size);
+    *(void **)block = budget->small_blocks[class];
+    budget->small_blocks[class] = block;
+    budget->pooled += class << 4;
+}
+
+static inline void sluice_lua_budget_init(sluice_lua_budget *budget, size_t limit) {
+    memset(budget, 0, sizeof *budget);
+    budget->limit = limit;
+}
+
+/// After lua_close: hands the kept blocks back to malloc.
+static inline void sluice_lua_budget_drain(sluice_lua_budget *budget) {
+    for (size_t class = 0; class <= SLUICE_LUA_SMALL >> 4; class++) {
+        while (budget->small_blocks[class]) {
+            void *block = budget->small_blocks[class];
+            budget->small_blocks[class] = *(void **)block;
+            free(block);
+        }
+    }
+    budget->pooled = 0;
+}
 
 static inline void *sluice_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     sluice_lua_budget *budget = (sluice_lua_budget *)ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        free(ptr);
+        sluice_lua_release(budget, ptr, old);
         budget->used -= old;
         return NULL;
     }
     if (budget->enforce && nsize > old && budget->used - old + nsize > budget->limit) return NULL;
-    void *block = realloc(ptr, nsize);
+    void *block;
+    if (ptr && old > SLUICE_LUA_SMALL && nsize > SLUICE_LUA_SMALL) {
+        block = realloc(ptr, nsize);
+    } else if (ptr && old <= SLUICE_LUA_SMALL && nsize <= SLUICE_LUA_SMALL
+               && sluice_lua_class(old) == sluice_lua_class(nsize)) {
+        block = ptr;                                    // the block already has room
+    } else {
+        block = sluice_lua_obtain(budget, nsize);
+        if (block && ptr) {
+            memcpy(block, ptr, old < nsize ? old : nsize);
+            sluice_lua_release(budget, ptr, old);
+        }
+    }
     if (block) budget->used = budget->used - old + nsize;
     return block;
 }

@@ -14,9 +14,10 @@ final class LuaState {
 
     init(maxInstructions: Int, memoryLimitBytes: Int) throws(FunctionError) {
         budget = .allocate(capacity: 1)
-        budget.initialize(to: sluice_lua_budget(used: 0, limit: memoryLimitBytes, enforce: 0, instructions: 0, exhausted: 0,
-                                                  materialize: nil, read_field: nil, materialize_context: nil))
+        budget.initialize(to: sluice_lua_budget())
+        sluice_lua_budget_init(budget, memoryLimitBytes)
         guard let state = sluice_lua_newstate(budget) else {
+            sluice_lua_budget_drain(budget)
             budget.deallocate()
             throw FunctionError("could not create a Lua state")
         }
@@ -45,6 +46,7 @@ final class LuaState {
         budget.pointee.read_field = nil
         budget.pointee.materialize_context = nil
         lua_close(L)
+        sluice_lua_budget_drain(budget)
         budget.deallocate()
     }
 

@@ -120,4 +120,28 @@ import Testing
             }
         }
     }
+    /// Tables and strings that grow across the allocator's small-block sizes (16…256 bytes, then
+    /// malloc) keep their contents, call after call, while freed blocks are reused.
+    @Test func growingValuesKeepTheirContentsAcrossCalls() throws {
+        let f = try function(.transform, #"""
+            function transform(action, record)
+              local t, s = {}, ""
+              for i = 1, 300 do
+                t[i] = record.id * 1000 + i
+                s = s .. string.char(65 + (record.id + i) % 26)
+              end
+              local h = {}
+              for i = 1, 40 do h["k" .. i] = i * record.id end
+              return { n = #t, first = t[1], last = t[300], len = #s, head = s:sub(1, 3), tail = s:sub(-3), h40 = h.k40 }
+            end
+            """#, maxInstructions: 200_000)
+        for id in 1...200 {
+            let letters = (1...300).map { Character(Unicode.Scalar(UInt8(65 + (id + $0) % 26))) }
+            let expected = #"{"n":300,"first":\#(id * 1000 + 1),"last":\#(id * 1000 + 300),"len":300,"#
+                + #""head":"\#(String(letters.prefix(3)))","tail":"\#(String(letters.suffix(3)))","h40":\#(40 * id)}"#
+            let got = try f.transform(message(record: #"{"id":\#(id)}"#))
+            #expect(Set(String(decoding: got, as: UTF8.self).dropFirst().dropLast().split(separator: ","))
+                    == Set(expected.dropFirst().dropLast().split(separator: ",")), "id \(id)")
+        }
+    }
 }
