@@ -48,7 +48,8 @@ from throughput import big_transaction, hot_rows, kafka_floor, throughput  # noq
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--changes", type=int, default=1_000_000, help="backlog size (default 1,000,000)")
-    p.add_argument("--runs", type=int, default=3, help="throughput repetitions (median is quoted)")
+    p.add_argument("--runs", type=int, default=5,
+                   help="throughput repetitions (median is quoted; one round alone swings by ±0.1 on 2 shared cores)")
     p.add_argument("--big-rows", type=int, default=1_000_000, help="rows of the single large transaction")
     p.add_argument("--rates", default="1000,5000,20000", help="latency: changes/s, comma-separated")
     p.add_argument("--latency-seconds", type=int, default=30)
