@@ -62,7 +62,7 @@ def main():
     p.add_argument("--profile", action="store_true", help="also profile sluice with perf record")
     p.add_argument("--profile-changes", type=int, default=300_000)
     p.add_argument("--profile-top", type=int, default=10)
-    p.add_argument("--profile-function", choices=("none", "route", "filter"), default="none",
+    p.add_argument("--profile-function", choices=("route", "filter"),
                    help="profile with the function runs' routing function or filter on the sink")
     p.add_argument("--no-functions", action="store_true",
                    help="throughput: skip the runs with a routing function and with a filter")

@@ -52,9 +52,8 @@ def profile(env, conn, args):
     with Broker(env) as broker:
         broker.kafka.create_topic(topic, args.partitions)
         # perf stops on SIGTERM and then stops sluice with SIGTERM.
-        function = None if args.profile_function == "none" else args.profile_function
         result = run_sluice_backlog(env, broker.kafka, conn, slot, topic, end_lsn, args.profile_changes, 600,
-                                    "profile", function=function, wrapper=("perf", "record", "-q", "-o", data, "-e", "cpu-clock",
+                                    "profile", function=args.profile_function, wrapper=("perf", "record", "-q", "-o", data, "-e", "cpu-clock",
                                                         "-F", "1999", "-g", "--"))
     drop_slot(conn, slot)
     inclusive = perf_table(data, children=True)

@@ -40,6 +40,7 @@ typedef struct sluice_lua_budget {
 enum { SLUICE_LUA_SMALL = 256, SLUICE_LUA_POOL_MAX = 1 << 20 };
 
 static inline size_t sluice_lua_class(size_t size) { return (size + 15) >> 4; }
+static inline size_t sluice_lua_class_bytes(size_t class) { return class << 4; }
 
 static inline void *sluice_lua_obtain(sluice_lua_budget *budget, size_t size) {
     if (size > SLUICE_LUA_SMALL) return malloc(size);
@@ -47,10 +48,10 @@ static inline void *sluice_lua_obtain(sluice_lua_budget *budget, size_t size) {
     void *block = budget->small_blocks[class];
     if (block) {
         budget->small_blocks[class] = *(void **)block;
-        budget->pooled -= class << 4;
+        budget->pooled -= sluice_lua_class_bytes(class);
         return block;
     }
-    return malloc(class << 4);
+    return malloc(sluice_lua_class_bytes(class));
 }
 
 static inline void sluice_lua_release(sluice_lua_budget *budget, void *block, size_t size) {
@@ -62,12 +63,7 @@ static inline void sluice_lua_release(sluice_lua_budget *budget, void *block, si
     size_t class = sluice_lua_class(size);
     *(void **)block = budget->small_blocks[class];
     budget->small_blocks[class] = block;
-    budget->pooled += class << 4;
-}
-
-static inline void sluice_lua_budget_init(sluice_lua_budget *budget, size_t limit) {
-    memset(budget, 0, sizeof *budget);
-    budget->limit = limit;
+    budget->pooled += sluice_lua_class_bytes(class);
 }
 
 /// After lua_close: hands the kept blocks back to malloc.

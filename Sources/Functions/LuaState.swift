@@ -15,7 +15,7 @@ final class LuaState {
     init(maxInstructions: Int, memoryLimitBytes: Int) throws(FunctionError) {
         budget = .allocate(capacity: 1)
         budget.initialize(to: sluice_lua_budget())
-        sluice_lua_budget_init(budget, memoryLimitBytes)
+        budget.pointee.limit = memoryLimitBytes
         guard let state = sluice_lua_newstate(budget) else {
             sluice_lua_budget_drain(budget)
             budget.deallocate()

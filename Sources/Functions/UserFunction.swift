@@ -20,8 +20,8 @@ public final class UserFunction {
     private let path: PathFunction?
     /// The entry point's global name, as C text (no conversion per call).
     private let entryName: [CChar]
-    /// The entry function as compiled (`lua_topointer`) and what it does with its parameters; a
-    /// function that replaces its own global is called with every parameter treated as `escapes`.
+    /// The entry function as compiled (`lua_topointer`): a function that replaces its own global is
+    /// called with every parameter treated as `escapes`.
     private let analyzedEntry: UnsafeRawPointer?
     /// What the compiled entry function does with its parameters (internal for tests).
     let parameterUses: ParameterUse

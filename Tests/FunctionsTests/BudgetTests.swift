@@ -120,6 +120,7 @@ import Testing
             }
         }
     }
+
     /// Tables and strings that grow across the allocator's small-block sizes (16…256 bytes, then
     /// malloc) keep their contents, call after call, while freed blocks are reused.
     @Test func growingValuesKeepTheirContentsAcrossCalls() throws {
