@@ -83,4 +83,12 @@ import Testing
         coordinator.register(seen)
         #expect(try #require(coordinator.watermark("b:r-2:high")).rows?.count == 1)
     }
+
+    /// A page is handed to Kafka at once, so it is capped at half the sink's max_ack_pending (never
+    /// below the first page, never above 10,000 rows).
+    @Test func pageSizeIsCappedByHalfOfMaxAckPending() {
+        #expect(BackfillWorker.maxPageSize(maxAckPending: 10_000) == 5_000)
+        #expect(BackfillWorker.maxPageSize(maxAckPending: 100_000) == 10_000)
+        #expect(BackfillWorker.maxPageSize(maxAckPending: 500) == BackfillWorker.firstPageSize)
+    }
 }

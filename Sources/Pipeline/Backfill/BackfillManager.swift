@@ -166,7 +166,9 @@ public final class BackfillManager: @unchecked Sendable {
 
     private func startWorker(_ record: BackfillRecord, table: BackfillTable, reader: BackfillReader, sink: SinkConfig) {
         let worker = BackfillWorker(record: record, table: table, reader: reader, coordinator: coordinator, ledger: ledger,
-                                    logger: logger, maxQueryMS: sink.backfillMaxQueryMS, confirmed: confirmed) { [weak self] done in
+                                    logger: logger, maxQueryMS: sink.backfillMaxQueryMS,
+                                    maxPageSize: BackfillWorker.maxPageSize(maxAckPending: sink.destination.maxAckPending),
+                                    confirmed: confirmed) { [weak self] done in
             _ = self?.workers.withLock { $0.removeValue(forKey: done.id) }
         }
         workers.withLock { $0[record.id] = worker }

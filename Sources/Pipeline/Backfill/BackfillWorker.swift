@@ -11,7 +11,15 @@ import Synchronization
 /// from the saved cursor.
 final class BackfillWorker: @unchecked Sendable {
     static let firstPageSize = 1_000
-    static let maxPageSize = 10_000
+    /// The largest page, whatever the sink's max_ack_pending.
+    static let largestPageSize = 10_000
+
+    /// A page goes to Kafka at once, on top of what the stream has in flight (max_ack_pending does
+    /// not pace it), so it is at most half of max_ack_pending: what a backfill adds to the messages
+    /// held in memory stays a bounded share of what the sink allows, and never more than 10,000 rows.
+    static func maxPageSize(maxAckPending: Int) -> Int {
+        max(firstPageSize, min(largestPageSize, maxAckPending / 2))
+    }
 
     private(set) var record: BackfillRecord
     let table: BackfillTable
@@ -20,6 +28,7 @@ final class BackfillWorker: @unchecked Sendable {
     let ledger: DeliveryLedger
     let logger: Logger
     let maxQueryMS: Int
+    let maxPageSize: Int
     /// The slot's confirmed position (the pipeline's checkpoint).
     let confirmed: @Sendable () -> LSN
     let onEnd: @Sendable (BackfillRecord) -> Void
@@ -30,7 +39,7 @@ final class BackfillWorker: @unchecked Sendable {
     private var lastLoggedTenth = 0
 
     init(record: BackfillRecord, table: BackfillTable, reader: BackfillReader, coordinator: BackfillCoordinator,
-         ledger: DeliveryLedger, logger: Logger, maxQueryMS: Int, confirmed: @escaping @Sendable () -> LSN,
+         ledger: DeliveryLedger, logger: Logger, maxQueryMS: Int, maxPageSize: Int, confirmed: @escaping @Sendable () -> LSN,
          onEnd: @escaping @Sendable (BackfillRecord) -> Void) {
         self.record = record
         self.table = table
@@ -39,6 +48,7 @@ final class BackfillWorker: @unchecked Sendable {
         self.ledger = ledger
         self.logger = logger
         self.maxQueryMS = maxQueryMS
+        self.maxPageSize = maxPageSize
         self.confirmed = confirmed
         self.onEnd = onEnd
     }
@@ -129,7 +139,7 @@ final class BackfillWorker: @unchecked Sendable {
                 if current.queryMS > Double(maxQueryMS) {
                     pageSize = max(10, pageSize / 2)
                 } else if current.queryMS < Double(maxQueryMS) / 4 {
-                    pageSize = min(Self.maxPageSize, pageSize * 2)
+                    pageSize = min(maxPageSize, pageSize * 2)
                 }
                 let cursor = orderValues(of: rows[rows.count - 1])
                 let last = rows.count < current.limit
