@@ -161,7 +161,15 @@ public struct MessageEncoder: Sendable {
             recordPKs.append(row.text(at: index) ?? oldRow?.text(at: index) ?? "")
         }
 
-        var json = JSONWriter(capacity: 320 + row.bytes.count * 2)
+        // Sized for the whole message, so the buffer is allocated once (a buffer that grows mid-message
+        // is copied and doubled, and the doubled capacity is then held while the message is in flight):
+        // the fixed parts, the column keys, metadata head and sink's tail as they are, values at up to
+        // twice their text (escapes) plus a few bytes each (quotes, `true`), the old row's values once
+        // more for an update's `changes`.
+        let values = { (tuple: Tuple?) in (tuple?.bytes.count ?? 0) * 2 + columns.count * 4 }
+        var json = JSONWriter(capacity: 384 + databaseNameJSON.count + relation.metadataHeadJSON.count + tail.count
+                                  + keyBytes.count + values(row)
+                                  + (change.action == .update ? keyBytes.count + values(oldRow) : 0))
         var unchangedToast: [String] = []
 
         // record
