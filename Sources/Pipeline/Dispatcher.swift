@@ -123,6 +123,36 @@ struct RecentDelivery: Sendable {
     }
 }
 
+/// A group's messages in flight, oldest first. Most groups have one message in flight at a time (a row
+/// changed once), so the first is kept inline and only a pipelined hot row's further messages take a
+/// Deque's storage: a new group costs no allocation of its own.
+struct FlightQueue: RandomAccessCollection {
+    /// nil only when the queue is empty.
+    private var head: OutgoingMessage?
+    private var rest = Deque<OutgoingMessage>()
+
+    var startIndex: Int { 0 }
+    var endIndex: Int { head == nil ? 0 : 1 + rest.count }
+
+    subscript(position: Int) -> OutgoingMessage {
+        precondition(position >= 0 && position < endIndex, "FlightQueue index out of range")
+        return position == 0 ? head.unsafelyUnwrapped : rest[position - 1]
+    }
+
+    mutating func append(_ outgoing: OutgoingMessage) {
+        if head == nil { head = outgoing } else { rest.append(outgoing) }
+    }
+
+    @discardableResult
+    mutating func remove(at position: Int) -> OutgoingMessage {
+        precondition(position >= 0 && position < endIndex, "FlightQueue index out of range")
+        guard position == 0 else { return rest.remove(at: position - 1) }
+        let first = head.unsafelyUnwrapped
+        head = rest.popFirst()
+        return first
+    }
+}
+
 /// Delivers one sink's messages, groups independent of each other. A group's messages that go to the
 /// same topic and key (one partition) are pipelined: several in flight at once, in order, which the
 /// idempotent producer keeps across retries and broker outages. A group whose message fails is parked
@@ -131,7 +161,7 @@ struct RecentDelivery: Sendable {
 final class Dispatcher: @unchecked Sendable {
     struct Group {
         /// Handed to Kafka, oldest first; more than one only while they share a partition.
-        var inFlight = Deque<OutgoingMessage>()
+        var inFlight = FlightQueue()
         /// Messages behind the one in flight, in memory (only while the group is not parked).
         var waiting = Deque<OutgoingMessage>()
         /// Messages of this group in the ledger (including one in flight from it).
