@@ -170,6 +170,9 @@ final class Dispatcher: @unchecked Sendable {
         var retryAt: Date?
         var isIdle: Bool { inFlight.isEmpty && waiting.isEmpty && parked == 0 }
 
+        /// Whether the parked head may be tried again now: something parked, nothing in flight, backoff over.
+        func isDueForRetry(at now: Date) -> Bool { parked > 0 && inFlight.isEmpty && (retryAt ?? .distantPast) <= now }
+
         /// Whether `next` may be handed to Kafka now: nothing parked or waiting before it, and the
         /// messages in flight (if any) go to the same topic and key, so Kafka keeps them in order.
         func admits(_ next: OutgoingMessage, limit: Int) -> Bool {
@@ -549,6 +552,12 @@ final class Dispatcher: @unchecked Sendable {
     private func runWorker() {
         defer { workerDone.signal() }
         var lastDeliveredSave = Date()
+        // The groups that may have parked messages: those the ledger held at start and every group whose
+        // messages this worker wrote to it since (every park passes through `pendingParks`). A group
+        // leaves once it has nothing parked, so the retry pass looks at these, not at every group.
+        lock.lock()
+        var parkedGroups = Set(groups.filter { $0.value.parked > 0 }.keys)
+        lock.unlock()
         while true {
             lock.lock()
             if pendingParks.isEmpty && pendingUnparks.isEmpty && !stopping {
@@ -576,6 +585,7 @@ final class Dispatcher: @unchecked Sendable {
                 Thread.sleep(forTimeInterval: 1)
                 continue
             }
+            for park in parks { parkedGroups.insert(park.group) }
             let parkedTokens = parks.map(\.checkpointToken).filter { $0 != 0 }
             if !parkedTokens.isEmpty { settle(parkedTokens) }
 
@@ -585,7 +595,7 @@ final class Dispatcher: @unchecked Sendable {
             }
             if exit { return }
             replaceProducerIfFailed()
-            retryDueGroups()
+            retryDueGroups(among: &parkedGroups)
         }
     }
 
@@ -664,12 +674,24 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     /// Sends the head of every parked group that has nothing in flight and whose backoff ended.
-    private func retryDueGroups() {
+    /// `candidates` holds every group with parked messages (and maybe some without, which leave it):
+    /// looking at all groups instead would copy each one under the lock, 20 times a second, with up to
+    /// max_ack_pending groups in flight.
+    private func retryDueGroups(among candidates: inout Set<String>) {
+        guard !candidates.isEmpty else { return }
         let now = Date()
         lock.lock()
-        let due = groups.filter { $0.value.parked > 0 && $0.value.inFlight.isEmpty && ($0.value.retryAt ?? .distantPast) <= now }
-            .map(\.key)
+        var due: [String] = []
+        var done: [String] = []
+        for key in candidates {
+            guard let group = groups[key], group.parked > 0 else {
+                done.append(key)
+                continue
+            }
+            if group.isDueForRetry(at: now) { due.append(key) }
+        }
         lock.unlock()
+        for key in done { candidates.remove(key) }
         for key in due.prefix(max(0, sink.destination.maxAckPending - inFlightCount)) {
             let head: ParkedMessage?
             do { head = try ledger.firstParked(sink: sink.name, group: key) } catch {
