@@ -170,9 +170,6 @@ final class Dispatcher: @unchecked Sendable {
         var retryAt: Date?
         var isIdle: Bool { inFlight.isEmpty && waiting.isEmpty && parked == 0 }
 
-        /// Whether the parked head may be tried again now: something parked, nothing in flight, backoff over.
-        func isDueForRetry(at now: Date) -> Bool { parked > 0 && inFlight.isEmpty && (retryAt ?? .distantPast) <= now }
-
         /// Whether `next` may be handed to Kafka now: nothing parked or waiting before it, and the
         /// messages in flight (if any) go to the same topic and key, so Kafka keeps them in order.
         func admits(_ next: OutgoingMessage, limit: Int) -> Bool {
@@ -207,6 +204,8 @@ final class Dispatcher: @unchecked Sendable {
     private var nextID: UInt = 1
     private var ungroupedCounter: UInt64 = 0
     private var memoryBytes = 0
+    /// Messages to write to the ledger as parked. Every park passes through here: the ledger worker
+    /// learns from it which groups have parked messages to retry.
     private var pendingParks: [OutgoingMessage] = []
     var pendingUnparks: [MessagePosition] = []
     private var pendingAttempts: [(MessagePosition, Int, String)] = []
@@ -688,7 +687,7 @@ final class Dispatcher: @unchecked Sendable {
                 done.append(key)
                 continue
             }
-            if group.isDueForRetry(at: now) { due.append(key) }
+            if group.inFlight.isEmpty, (group.retryAt ?? .distantPast) <= now { due.append(key) }
         }
         lock.unlock()
         for key in done { candidates.remove(key) }
