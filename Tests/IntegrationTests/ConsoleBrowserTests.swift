@@ -106,7 +106,7 @@ final class BrowserScript: @unchecked Sendable {
         process.standardInput = input
         process.standardOutput = pipes[0]
         process.standardError = pipes[1]
-        try process.run()
+        try launch(process)
         for (index, pipe) in pipes.enumerated() {
             Thread { [weak self] in
                 let handle = pipe.fileHandleForReading

@@ -32,7 +32,7 @@ final class OwnBroker {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try launch(process)
         self.process = process
         let ready = eventually(timeout: 30, every: 0.25) {
             (try? runCommand("/usr/bin/kcat", ["-L", "-b", hosts, "-m", "2"]))?.status == 0

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaSink
 
 /// A `sluice` binary running as a child process, as a user would run it.
 final class SluiceProcess {
@@ -21,7 +22,7 @@ final class SluiceProcess {
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
         process.environment = ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 }
-        try process.run()
+        try launch(process)
     }
 
     /// Runs the same config again in a new process (after a kill).
@@ -87,7 +88,7 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
         env.forEach { free($0) }
     }
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, env)
+    let spawned = MockKafkaCluster.launchLock.withLock { _ in posix_spawn(&pid, executable, &actions, nil, argv, env) }
     guard spawned == 0 else { throw TestSetupError("cannot run \(executable): \(String(cString: strerror(spawned)))") }
     var status: Int32 = 0
     while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
@@ -107,7 +108,14 @@ func spawn(_ executable: String, _ arguments: [String]) throws -> pid_t {
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    let spawned = MockKafkaCluster.launchLock.withLock { _ in posix_spawn(&pid, executable, &actions, nil, argv, environ) }
     guard spawned == 0 else { throw TestSetupError("cannot run \(executable): \(String(cString: strerror(spawned)))") }
     return pid
+}
+
+/// Starts `process`. Every child of the test process starts through here, `runCommand` or `spawn`:
+/// each holds `MockKafkaCluster.launchLock`, so no child is between fork and exec (holding copies of
+/// the mock brokers' listening sockets) while a test takes a mock broker down.
+func launch(_ process: Process) throws {
+    try MockKafkaCluster.launchLock.withLock { _ in try process.run() }
 }

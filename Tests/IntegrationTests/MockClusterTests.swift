@@ -1,0 +1,36 @@
+import Foundation
+import KafkaSink
+import Synchronization
+import Testing
+
+/// The test harness itself: taking a mock broker down while the test process launches children.
+struct MockClusterTests {
+    /// librdkafka re-binds a downed broker's port and aborts the process if it cannot. Without
+    /// `MockKafkaCluster.launchLock`, a child between fork and exec still holds the old listening
+    /// socket, and the very first cycles here abort the test process (seen in CI with kcat polls
+    /// running beside a broker outage test).
+    @Test func brokerGoesDownAndUpWhileChildrenLaunch() throws {
+        let cluster = try MockKafkaCluster(brokers: 1)
+        let launching = Launching()
+        let launcher = Thread {
+            while launching.on.load(ordering: .relaxed) { _ = try? runCommand("/bin/true", []) }
+        }
+        launcher.start()
+        defer { launching.on.store(false, ordering: .relaxed) }
+        for _ in 0..<50 {
+            cluster.setBrokerDown(1)
+            Thread.sleep(forTimeInterval: 0.005)
+            cluster.setBrokerUp(1)
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        // The broker serves again after the last cycle: a client lists its metadata.
+        let listed = eventually(timeout: 20, every: 0.5) {
+            (try? runCommand("/usr/bin/kcat", ["-L", "-b", cluster.bootstrapServers, "-m", "5"]))?.status == 0
+        }
+        #expect(listed)
+    }
+}
+
+private final class Launching: Sendable {
+    let on = Atomic(true)
+}
