@@ -5,19 +5,18 @@ import Testing
 
 /// The test harness itself: taking a mock broker down while the test process launches children.
 struct MockClusterTests {
-    /// librdkafka re-binds a downed broker's port and aborts the process if it cannot. Without
-    /// `MockKafkaCluster.launchLock`, a child between fork and exec still holds the old listening
-    /// socket, and the very first cycles here abort the test process (seen in CI with kcat polls
-    /// running beside a broker outage test).
+    /// librdkafka re-binds a downed broker's port and aborts the process if it cannot. A child being
+    /// launched holds a copy of the old listening socket until it closes it; without
+    /// `MockKafkaCluster.launchLock` and the closes before exec (see `launch`) these cycles abort the
+    /// test process within seconds (seen in CI: kcat polls beside a broker outage test).
     @Test func brokerGoesDownAndUpWhileChildrenLaunch() throws {
         let cluster = try MockKafkaCluster(brokers: 1)
         let launching = Launching()
-        let launcher = Thread {
-            while launching.on.load(ordering: .relaxed) { _ = try? runCommand("/bin/true", []) }
+        for _ in 0..<2 {
+            Thread { while launching.on.load(ordering: .relaxed) { _ = try? runCommand("/bin/true", []) } }.start()
         }
-        launcher.start()
         defer { launching.on.store(false, ordering: .relaxed) }
-        for _ in 0..<50 {
+        for _ in 0..<300 {
             cluster.setBrokerDown(1)
             Thread.sleep(forTimeInterval: 0.005)
             cluster.setBrokerUp(1)

@@ -80,6 +80,7 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    closeInheritedDescriptors(&actions)
 
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0)=\($1)") } + [nil]
@@ -105,6 +106,7 @@ func spawn(_ executable: String, _ arguments: [String]) throws -> pid_t {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    closeInheritedDescriptors(&actions)
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
@@ -113,9 +115,23 @@ func spawn(_ executable: String, _ arguments: [String]) throws -> pid_t {
     return pid
 }
 
-/// Starts `process`. Every child of the test process starts through here, `runCommand` or `spawn`:
-/// each holds `MockKafkaCluster.launchLock`, so no child is between fork and exec (holding copies of
-/// the mock brokers' listening sockets) while a test takes a mock broker down.
+/// Starts `process`. Every child of the test process starts through here, `runCommand` or `spawn`.
+/// A child holds copies of the test process's descriptors, the mock brokers' listening sockets
+/// among them, until it closes them, so a mock broker taken down meanwhile cannot bind its port
+/// again. Each launch therefore holds `MockKafkaCluster.launchLock` and has the child close every
+/// descriptor above 2 before exec (posix_spawn returns only after the exec). Foundation's `Process`
+/// adds those closes itself; close-on-exec alone would not do, as exec closes them only after
+/// posix_spawn has returned.
 func launch(_ process: Process) throws {
     try MockKafkaCluster.launchLock.withLock { _ in try process.run() }
+}
+
+/// Has the child close every descriptor above 2 before exec (see `launch`). glibc's
+/// `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not declare.
+private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+        fatalError("glibc 2.34 or newer is needed (posix_spawn_file_actions_addclosefrom_np)")
+    }
+    _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
 }
