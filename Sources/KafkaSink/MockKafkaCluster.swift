@@ -49,19 +49,18 @@ public final class MockKafkaCluster: @unchecked Sendable {
     }
 
     /// Takes `broker` down: its connections are closed and its port refuses new ones until
-    /// `setBrokerUp`. librdkafka closes the listening socket and binds a new one to the same port,
-    /// and aborts the whole process if that bind fails. It fails when a child process is being
-    /// launched at that moment: until the child closes its copies of the parent's descriptors, the
-    /// old socket still listens on the port. Hence the lock that launches must hold too.
+    /// `setBrokerUp`. librdkafka closes the listening socket, binds a new one to the same port, and
+    /// aborts the whole process if that bind fails, as it does while a child being launched still
+    /// holds a copy of the old socket: see `launchLock`.
     public func setBrokerDown(_ broker: Int32) {
         Self.launchLock.withLock { _ in rd_kafka_mock_broker_set_down(cluster, broker) }
     }
 
     /// Held while a broker is taken down. A process hosting mock clusters holds it around every
     /// launch of a child process (`posix_spawn`, `Process.run`) and has the child close inherited
-    /// descriptors before exec (close-on-exec acts only after `posix_spawn` returns), so that no
-    /// child holds a copy of a listening socket while librdkafka re-binds its port.
+    /// descriptors before exec, so that no child holds a listening socket while its port is re-bound.
     public static let launchLock = Mutex(())
+
     /// Delays every response of `broker` by `milliseconds` (a far-away broker).
     public func setRoundTripTime(_ broker: Int32, milliseconds: Int32) { rd_kafka_mock_broker_set_rtt(cluster, broker, milliseconds) }
     public func setBrokerUp(_ broker: Int32) { rd_kafka_mock_broker_set_up(cluster, broker) }

@@ -74,13 +74,25 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
         try? FileManager.default.removeItem(atPath: outPath)
         try? FileManager.default.removeItem(atPath: errPath)
     }
+    let pid = try spawn(executable, arguments, environment: environment, stdout: outPath, stderr: errPath)
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (exitCode, (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+            (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+}
+
+/// Starts a program in the background and returns its pid; the caller kills and reaps it. Standard
+/// input is /dev/null; standard output and error go to the given files (created, or emptied).
+func spawn(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+           stdout: String = "/dev/null", stderr: String = "/dev/null") throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    closeInheritedDescriptors(&actions)
+    posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    _ = addCloseFrom(&actions, 3) // see `launch`
 
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0)=\($1)") } + [nil]
@@ -91,47 +103,22 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
     var pid: pid_t = 0
     let spawned = MockKafkaCluster.launchLock.withLock { _ in posix_spawn(&pid, executable, &actions, nil, argv, env) }
     guard spawned == 0 else { throw TestSetupError("cannot run \(executable): \(String(cString: strerror(spawned)))") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-    let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    return (exitCode, (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-            (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
-}
-
-/// Starts a program in the background (output discarded) and returns its pid; the caller kills and reaps it.
-func spawn(_ executable: String, _ arguments: [String]) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    closeInheritedDescriptors(&actions)
-    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    let spawned = MockKafkaCluster.launchLock.withLock { _ in posix_spawn(&pid, executable, &actions, nil, argv, environ) }
-    guard spawned == 0 else { throw TestSetupError("cannot run \(executable): \(String(cString: strerror(spawned)))") }
     return pid
 }
 
-/// Starts `process`. Every child of the test process starts through here, `runCommand` or `spawn`.
-/// A child holds copies of the test process's descriptors, the mock brokers' listening sockets
-/// among them, until it closes them, so a mock broker taken down meanwhile cannot bind its port
-/// again. Each launch therefore holds `MockKafkaCluster.launchLock` and has the child close every
-/// descriptor above 2 before exec (posix_spawn returns only after the exec). Foundation's `Process`
-/// adds those closes itself; close-on-exec alone would not do, as exec closes them only after
-/// posix_spawn has returned.
+/// Starts `process`. Every child of the test process starts through here or `spawn`, holding
+/// `MockKafkaCluster.launchLock`, and closes every inherited descriptor above 2 before exec:
+/// Foundation's `Process` adds those closes itself, `spawn` asks for them. Close-on-exec alone is not
+/// enough, as the kernel applies it a moment after posix_spawn has returned and the lock is free.
 func launch(_ process: Process) throws {
     try MockKafkaCluster.launchLock.withLock { _ in try process.run() }
 }
 
-/// Has the child close every descriptor above 2 before exec (see `launch`). glibc's
-/// `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not declare.
-private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not
+/// declare; looked up once.
+private let addCloseFrom: @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32 = {
     guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
         fatalError("glibc 2.34 or newer is needed (posix_spawn_file_actions_addclosefrom_np)")
     }
-    _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
-}
+    return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+}()
