@@ -18,19 +18,26 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let encoder: MessageEncoder
         let dispatcher: Dispatcher
         let metrics: SinkMetrics
-        /// Runs the sink's enrichment query before the dispatcher, when it has one.
-        let enrichment: EnrichmentStage?
+        let grouping: MessageGrouping
+        /// The live path's instance of the sink's stages.
+        let stages: SinkStages
+        /// Batches messages for the enrichment query on its own thread, when the sink has one.
+        let enrichment: EnrichmentBatcher?
 
-        init(config: SinkConfig, encoder: MessageEncoder, dispatcher: Dispatcher, metrics: SinkMetrics, enrichment: EnrichmentStage?) {
+        init(config: SinkConfig, encoder: MessageEncoder, dispatcher: Dispatcher, metrics: SinkMetrics, stages: SinkStages,
+             enrichment: EnrichmentBatcher?) {
             self.config = config
             self.encoder = encoder
             self.dispatcher = dispatcher
             self.metrics = metrics
+            self.grouping = MessageGrouping(sink: config)
+            self.stages = stages
             self.enrichment = enrichment
         }
 
+        /// Through the sink's stages to its dispatcher.
         func hand(_ outgoing: OutgoingMessage) {
-            if let enrichment { enrichment.enqueue(outgoing) } else { dispatcher.submit(outgoing) }
+            if let enrichment { enrichment.enqueue(outgoing) } else { dispatcher.submit(stages.run(outgoing)) }
         }
     }
 
@@ -70,25 +77,25 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
                 }
             }
             let metrics = SinkMetrics(sink: sink.name)
-            let dispatcher = try Dispatcher(sink: sink, makeProducer: makeProducer, ledger: ledger, logger: logger,
-                                            metrics: metrics, databaseParameters: config.database.connectionParameters) { [weak self] tokens in
+            let parameters = config.database.connectionParameters
+            let dispatcher = try Dispatcher(sink: sink, makeProducer: makeProducer, ledger: ledger, logger: logger, metrics: metrics,
+                                            retryStages: try SinkStages(sink: sink, databaseParameters: parameters)) { [weak self] tokens in
                 self?.settle(tokens)
             }
-            let enrichment = sink.enrichment.map { function in
-                EnrichmentStage(query: EnrichmentQuery(function: function, connectionParameters: config.database.connectionParameters,
-                                                       valueFormat: sink.valueFormat),
-                                dispatcher: dispatcher, batchSize: sink.destination.batchSize,
-                                maxAckPending: sink.destination.maxAckPending, logger: logger) { [weak self] in self?.settle([]) }
-            }
+            let stages = try SinkStages(sink: sink, databaseParameters: parameters)
+            let enrichment = sink.enrichment == nil ? nil
+                : EnrichmentBatcher(stages: stages, dispatcher: dispatcher, batchSize: sink.destination.batchSize,
+                                    maxAckPending: sink.destination.maxAckPending, logger: logger) { [weak self] in self?.settle([]) }
             slots.set(index, dispatcher)
             let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name, annotations: sink.annotations),
                                          database: database, valueFormat: sink.valueFormat)
-            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics, enrichment: enrichment))
+            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics, stages: stages,
+                              enrichment: enrichment))
         }
     }
 
     /// Producers, to probe the brokers at start.
-    public var producers: [(name: String, producer: KafkaProducer)] { sinks.map { ($0.config.name, $0.dispatcher.currentProducer) } }
+    public var producers: [(name: String, producer: any MessageProducer)] { sinks.map { ($0.config.name, $0.dispatcher.currentProducer) } }
 
     // MARK: - ChangeConsumer
 
@@ -115,7 +122,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let table = TableName(schema: relation.schema, name: relation.name)
         let actions = sinks.map { sink in
             Action.allCases.reduce(UInt8(0)) { mask, action in
-                sink.config.accepts(table: table, action: action) ? mask | Self.bit(action) : mask
+                sink.stages.selection.accepts(table: table, action: action) ? mask | Self.bit(action) : mask
             }
         }
         acceptedByRelation[relation.id] = (relation, actions)
@@ -136,7 +143,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let position = MessagePosition(commitLSN: change.transaction.commitLSN, commitIndex: change.commitIndex)
         let message = sink.encoder.encode(change, topic: sink.config.destination.topic)
         let token = tracker.withLock { $0.addMessage() }
-        let group = sink.dispatcher.groupKey(for: change, message: message)
+        let group = sink.grouping.groupKey(for: change, message: message)
         sink.hand(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
                                   message: message, checkpointToken: token, action: change.action,
                                   commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp))

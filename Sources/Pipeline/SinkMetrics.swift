@@ -39,59 +39,37 @@ final class SinkMetrics: Sendable {
         parkedGauge.record(0)
     }
 
-    func delivered() {
-        deliveredCount.add(1, ordering: .relaxed)
-        deliveredCounter.increment()
+    /// Adds what one event of the delivery state machine changed.
+    func record(_ counts: DeliveryCounts) {
+        if counts.delivered > 0 {
+            deliveredCount.add(counts.delivered, ordering: .relaxed)
+            deliveredCounter.increment(by: Int64(counts.delivered))
+        }
+        if counts.sent > 0 || counts.reported > 0 {
+            let now = inFlightCount.add(counts.sent - counts.reported, ordering: .relaxed).newValue
+            if counts.sent > 0 { inFlightPeak.max(now, ordering: .relaxed) }
+            inFlightGauge.record(now)
+        }
+        add(counts.failedAttempts, to: failedAttempts, failedCounter)
+        add(counts.filtered, to: filteredCount, filteredCounter)
+        add(counts.functionFailures, to: functionFailures, functionFailureCounter)
+        add(counts.cancelledByUser, to: cancelledByUserCount, cancelledByUserCounter)
+        add(counts.cancelledTooLarge, to: cancelledTooLarge, cancelledCounter)
+        if counts.parked != 0 { parkedGauge.record(parkedCount.add(counts.parked, ordering: .relaxed).newValue) }
+        // PostgreSQL commit → Kafka acknowledgement.
+        for seconds in counts.commitToAck { commitToAck.recordNanoseconds(Int64(max(0, seconds) * 1e9)) }
     }
 
-    func sent() {
-        let now = inFlightCount.add(1, ordering: .relaxed).newValue
-        inFlightPeak.max(now, ordering: .relaxed)
-        inFlightGauge.record(now)
-    }
-
-    func reported() {
-        inFlightGauge.record(inFlightCount.subtract(1, ordering: .relaxed).newValue)
-    }
-
-    func failedAttempt() {
-        failedAttempts.add(1, ordering: .relaxed)
-        failedCounter.increment()
-    }
-
-    /// A filter function dropped a change.
-    func filtered() {
-        filteredCount.add(1, ordering: .relaxed)
-        filteredCounter.increment()
-    }
-
-    /// A function raised, ran out of budget or returned the wrong type.
-    func functionFailed() {
-        functionFailures.add(1, ordering: .relaxed)
-        functionFailureCounter.increment()
-    }
-
-    /// PostgreSQL commit → Kafka acknowledgement.
-    func committedToAcked(seconds: Double) {
-        commitToAck.recordNanoseconds(Int64(max(0, seconds) * 1e9))
-    }
-
-    func cancelledByUser() {
-        cancelledByUserCount.add(1, ordering: .relaxed)
-        cancelledByUserCounter.increment()
+    private func add(_ count: Int, to total: borrowing Atomic<Int>, _ counter: Counter) {
+        guard count > 0 else { return }
+        total.add(count, ordering: .relaxed)
+        counter.increment(by: Int64(count))
     }
 
     var deliveredTotal: Int { deliveredCount.load(ordering: .relaxed) }
     var filteredTotal: Int { filteredCount.load(ordering: .relaxed) }
 
-    func cancelled() {
-        cancelledTooLarge.add(1, ordering: .relaxed)
-        cancelledCounter.increment()
-    }
-
-    /// Parked messages went up (or down, with a negative change), or were counted anew.
-    func parked(change: Int) { parkedGauge.record(parkedCount.add(change, ordering: .relaxed).newValue) }
-
+    /// Parked messages counted anew (at start, from the ledger).
     func parked(total: Int) {
         parkedCount.store(total, ordering: .relaxed)
         parkedGauge.record(total)

@@ -1,15 +1,14 @@
 import DequeModule
 import Foundation
 import Logging
-import PostgresSource
 import SluiceCore
 
-/// Runs a sink's enrichment query before its dispatcher sees the messages: takes them in stream
-/// order, gathers up to the sink's batch size (waiting at most a few milliseconds for more), runs one
-/// query per batch on its own thread and hands every message on, in the same order, with
-/// `metadata.enrichment` set — or with the failure, which parks it like a function error.
-final class EnrichmentStage: @unchecked Sendable {
-    private let query: EnrichmentQuery
+/// The live path of a sink with an enrichment query: takes messages in stream order, gathers up to
+/// the sink's batch size (waiting at most a few milliseconds for more) and runs each batch through the
+/// sink's stages on its own thread (one enrichment query per batch), handing every result to the
+/// dispatcher in the same order.
+final class EnrichmentBatcher: @unchecked Sendable {
+    private let stages: SinkStages
     private let dispatcher: Dispatcher
     private let batchSize: Int
     private let capacityLimit: Int
@@ -25,9 +24,9 @@ final class EnrichmentStage: @unchecked Sendable {
     /// How long a partial batch waits for more messages.
     static let gatherSeconds = 0.005
 
-    init(query: EnrichmentQuery, dispatcher: Dispatcher, batchSize: Int, maxAckPending: Int, logger: Logger,
+    init(stages: SinkStages, dispatcher: Dispatcher, batchSize: Int, maxAckPending: Int, logger: Logger,
          freed: @escaping @Sendable () -> Void) {
-        self.query = query
+        self.stages = stages
         self.dispatcher = dispatcher
         self.batchSize = max(1, batchSize)
         self.capacityLimit = max(self.batchSize * 4, min(maxAckPending, 10_000))
@@ -85,17 +84,7 @@ final class EnrichmentStage: @unchecked Sendable {
             lock.unlock()
             freed()
 
-            let results = query.run(batch.map { EnrichmentQuery.Input(table: $0.table, recordPKs: $0.message.recordPKs) })
-            for (outgoing, result) in zip(batch, results) {
-                switch result {
-                case .success(let row):
-                    var enriched = outgoing.message
-                    enriched.value = MessageEncoder.enriched(enriched.value, with: row)
-                    dispatcher.submit(outgoing, enriched: enriched)
-                case .failure(let failure):
-                    dispatcher.submit(outgoing, failure: failure.message)
-                }
-            }
+            for result in stages.run(batch) { dispatcher.submit(result) }
             lock.lock()
             working = 0
             lock.broadcast()

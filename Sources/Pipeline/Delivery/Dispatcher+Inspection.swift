@@ -16,7 +16,7 @@ extension Dispatcher {
         lock.lock()
         defer { lock.unlock() }
         var counts = LiveCounts()
-        for group in groups.values {
+        for group in state.groups.values {
             for inFlight in group.inFlight {
                 counts.inFlight += 1
                 if inFlight.isParked { counts.failing -= 1 }
@@ -33,7 +33,7 @@ extension Dispatcher {
         lock.lock()
         defer { lock.unlock() }
         var found: [OutgoingMessage] = []
-        for group in groups.values {
+        for group in self.state.groups.values {
             switch state {
             case .inFlight: found.append(contentsOf: group.inFlight)
             case .waiting: found.append(contentsOf: group.waiting)
@@ -48,7 +48,7 @@ extension Dispatcher {
     func liveMessage(at position: MessagePosition) -> InspectedMessage? {
         lock.lock()
         defer { lock.unlock() }
-        for group in groups.values {
+        for group in state.groups.values {
             if let message = group.inFlight.first(where: { $0.position == position }) {
                 return InspectedMessage(live: message, state: .inFlight, nextAttemptAt: nil)
             }
@@ -63,13 +63,13 @@ extension Dispatcher {
     func parkedInFlight() -> Set<MessagePosition> {
         lock.lock()
         defer { lock.unlock() }
-        return Set(groups.values.flatMap { $0.inFlight.filter(\.isParked).map(\.position) })
+        return Set(state.groups.values.flatMap { $0.inFlight.filter(\.isParked).map(\.position) })
     }
 
     func nextAttempt(group: String) -> Date? {
         lock.lock()
         defer { lock.unlock() }
-        guard let group = groups[group], group.parked > 0 else { return nil }
+        guard let group = state.groups[group], group.parked > 0 else { return nil }
         return group.retryAt ?? Date()
     }
 
@@ -77,13 +77,13 @@ extension Dispatcher {
     func deliveredInMemory(limit: Int) -> [DeliveredMessage] {
         lock.lock()
         defer { lock.unlock() }
-        return recentlyDelivered.suffix(limit).reversed().map { $0.delivered(sink: sink.name) }
+        return state.recentlyDelivered.suffix(limit).reversed().map { $0.delivered(sink: sink.name) }
     }
 
     func deliveredInMemory(at position: MessagePosition) -> DeliveredMessage? {
         lock.lock()
         defer { lock.unlock() }
-        return recentlyDelivered.last { $0.position == position }?.delivered(sink: sink.name)
+        return state.recentlyDelivered.last { $0.position == position }?.delivered(sink: sink.name)
     }
 
     // MARK: - Actions
@@ -92,40 +92,32 @@ extension Dispatcher {
     func retryNow(group: String) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        guard var entry = groups[group], entry.parked > 0 else { return false }
-        entry.retryAt = Date()
-        groups[group] = entry
+        guard state.retryNow(group: group, now: Date()) else { return false }
+        workerSignalled = true
         lock.broadcast()
         return true
     }
 
-    enum CancelRefusal: Error { case beingDelivered, notFailing }
+    typealias CancelRefusal = DeliveryStateMachine.CancelRefusal
 
     /// Gives up a failing message: it is recorded as cancelled (reason `user`) and its group moves on.
     func cancelFailing(_ parked: ParkedMessage) throws -> CancelledMessage {
-        lock.lock()
-        if groups[parked.group]?.inFlight.contains(where: { $0.position == parked.position }) == true {
-            lock.unlock()
-            throw CancelRefusal.beingDelivered
+        if let refusal = lock.withLock({ state.cancelRequested(group: parked.group, position: parked.position) }) {
+            throw refusal
         }
-        cancelledPositions.insert(parked.position)
-        lock.unlock()
         let summary = MessageSummary(json: parked.value)
         guard let cancelled = try ledger.cancelParked(sink: sink.name, position: parked.position, reason: "user",
                                                      action: summary.action?.rawValue, recordPKs: summary.recordPKs)
         else { throw CancelRefusal.notFailing }
         lock.lock()
-        if var group = groups[parked.group] {
-            group.parked = max(0, group.parked - 1)
-            if group.parked == 0 { group.retryAt = nil }
-            if group.isIdle { groups.removeValue(forKey: parked.group) } else { groups[parked.group] = group }
-        }
+        let actions = state.cancelRecorded(group: parked.group)
+        workerSignalled = true
         lock.broadcast()
         lock.unlock()
-        metrics.parked(change: -1)
-        metrics.cancelledByUser()
+        metrics.record(actions.counts)
         logger.notice("a failing message was cancelled by a user; its group moves on", metadata: [
-            "sink": "\(sink.name)", "table": "\(parked.table)", "key": "\(Self.text(parked.key))", "position": "\(parked.position)"])
+            "sink": "\(sink.name)", "table": "\(parked.table)", "key": "\(String(decoding: parked.key ?? [], as: UTF8.self))",
+            "position": "\(parked.position)"])
         return cancelled
     }
 }
