@@ -92,15 +92,18 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        // librdkafka's mock cluster, for fault injection in tests (kept out of the sluice binary).
+        .target(name: "KafkaMock", dependencies: ["CRdKafka", "KafkaSink"], path: "Tests/KafkaMock"),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "SluiceCore"]),
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource", "SluiceCore"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore", "PostgresSource"]),
-        .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore", "PostgresSource", "KafkaSink", "Ledger"]),
+        .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "KafkaMock", "SluiceCore"]),
         .testTarget(name: "FunctionsTests", dependencies: ["Functions", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "Ledger", .product(name: "Yams", package: "Yams")],
+            dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "KafkaMock", "Ledger",
+                           .product(name: "Yams", package: "Yams")],
             exclude: ["Fixtures"]
         ),
     ]

@@ -1,3 +1,4 @@
+import KafkaMock
 import KafkaSink
 import SluiceCore
 import Testing

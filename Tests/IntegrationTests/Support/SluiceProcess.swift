@@ -1,4 +1,5 @@
 import Foundation
+import KafkaMock
 import KafkaSink
 
 /// A `sluice` binary running as a child process, as a user would run it.

@@ -1,8 +1,9 @@
 import CRdKafka
+import KafkaSink
 import Synchronization
 
 /// librdkafka's built-in mock cluster: real Kafka protocol brokers on 127.0.0.1 whose faults a
-/// test controls (request errors, brokers going down). For tests and `sluice` development only.
+/// test controls (request errors, brokers going down). Test support only: not part of the `sluice` binary.
 public final class MockKafkaCluster: @unchecked Sendable {
     let client: OpaquePointer
     let cluster: OpaquePointer
@@ -15,7 +16,7 @@ public final class MockKafkaCluster: @unchecked Sendable {
         rd_kafka_conf_set(conf, "test.mock.num.brokers", String(brokers), &errorText, errorText.count)
         rd_kafka_conf_set(conf, "log_level", "0", &errorText, errorText.count)
         guard let client = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errorText, errorText.count) else {
-            throw KafkaError(configuration: "could not create the mock cluster's client: \(KafkaProducer.text(errorText))")
+            throw KafkaError(configuration: "could not create the mock cluster's client: \(String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
         }
         guard let cluster = rd_kafka_handle_mock_cluster(client) else {
             rd_kafka_destroy(client)
