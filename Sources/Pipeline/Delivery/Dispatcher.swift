@@ -267,13 +267,15 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     private func saveDelivered() {
+        // Taken under the lock as they are (references); made into records after it, so that up to a
+        // second's worth of conversions never holds up delivery reports.
         lock.lock()
-        let unsaved = state.takeUnsavedDeliveries().map { $0.delivered(sink: sink.name) }
-        let bodies = unsaved.isEmpty
-            ? nil : state.recentlyDelivered.suffix(DeliveryLedger.recentBodiesKept).map(\.outgoing.beforeFunctions.value)
+        let unsaved = state.takeUnsavedDeliveries()
+        let recent = unsaved.isEmpty ? [] : Array(state.recentlyDelivered.suffix(DeliveryLedger.recentBodiesKept))
         lock.unlock()
+        let bodies = recent.isEmpty ? nil : recent.map(\.outgoing.beforeFunctions.value)
         do {
-            try ledger.recordDelivered(unsaved)
+            try ledger.recordDelivered(unsaved.map { $0.delivered(sink: sink.name) })
             if let bodies { try ledger.replaceRecentBodies(sink: sink.name, bodies) }
         } catch {
             logger.warning("could not save recently delivered messages", metadata: ["error": "\(error)"])
