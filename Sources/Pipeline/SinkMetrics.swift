@@ -45,10 +45,10 @@ final class SinkMetrics: Sendable {
             deliveredCount.add(counts.delivered, ordering: .relaxed)
             deliveredCounter.increment(by: Int64(counts.delivered))
         }
-        if counts.sent > 0 || counts.reported > 0 {
-            let now = inFlightCount.add(counts.sent - counts.reported, ordering: .relaxed).newValue
-            if counts.sent > 0 { inFlightPeak.max(now, ordering: .relaxed) }
-            inFlightGauge.record(now)
+        if let inFlight = counts.inFlight {
+            inFlightCount.store(inFlight, ordering: .relaxed)
+            inFlightPeak.max(inFlight, ordering: .relaxed)
+            inFlightGauge.record(inFlight)
         }
         add(counts.failedAttempts, to: failedAttempts, failedCounter)
         add(counts.filtered, to: filteredCount, filteredCounter)

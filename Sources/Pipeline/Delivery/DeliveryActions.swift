@@ -53,6 +53,10 @@ struct DeliveryCounts: Equatable {
     var cancelledByUser = 0
     /// Change of the number of parked messages (positive: parked, negative: unparked).
     var parked = 0
+    /// Messages in flight after the event (set by events that change it): the gauge and its peak are
+    /// recorded from this, not from `sent - reported`, since owners record counts after the lock,
+    /// in no fixed order.
+    var inFlight: Int?
     /// Seconds from the transaction's commit to Kafka's acknowledgement, per delivered message.
     var commitToAck: [Double] = []
 
@@ -66,6 +70,7 @@ struct DeliveryCounts: Equatable {
         cancelledTooLarge += other.cancelledTooLarge
         cancelledByUser += other.cancelledByUser
         parked += other.parked
+        inFlight = other.inFlight ?? inFlight
         commitToAck += other.commitToAck
     }
 }

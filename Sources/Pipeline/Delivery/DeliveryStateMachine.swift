@@ -75,6 +75,7 @@ struct DeliveryStateMachine {
                               actions: &actions)
         case .send(let outgoing):
             books.enqueue(outgoing, group: &groups[outgoing.group, default: Group()], now: now, actions: &actions)
+            actions.counts.inFlight = books.inFlightByID.count
         }
         return actions
     }
@@ -87,6 +88,7 @@ struct DeliveryStateMachine {
             books.process(report, group: &groups.values[slot], now: now, actions: &actions)
             if groups.values[slot].isIdle { groups.remove(at: slot) }
         }
+        actions.counts.inFlight = books.inFlightByID.count
         return actions
     }
 
@@ -164,6 +166,7 @@ struct DeliveryStateMachine {
             groups[key]?.inFlight.append(outgoing)
             actions.produce.append(outgoing)
             actions.counts.sent += 1
+            actions.counts.inFlight = books.inFlightByID.count
         case .drop(let outgoing):
             actions.counts.filtered += 1
             books.unwritten.unparks.append(outgoing.position)
