@@ -73,17 +73,20 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The value the message quotes (as written, after `${VAR}` interpolation), or the variable or
     /// function it names; nil when it quotes none. Never a secret.
     public var value: String?
+    /// The known name closest to a misspelt one, which the message offers ("did you mean topic?").
+    public var suggestion: String?
 
-    public init(_ code: Code, at path: String, _ message: String, value: String? = nil) {
+    public init(_ code: Code, at path: String, _ message: String, value: String? = nil, suggestion: String? = nil) {
         self.code = code
         self.path = path
         self.message = message
         self.value = value
+        self.suggestion = suggestion
     }
 
     /// A problem with a value as written: the message starts with it, quoted (`"kafka:99999" — port must be 1-65535`).
-    public init(_ code: Code, at path: String, quoting value: String, _ detail: String) {
-        self.init(code, at: path, "\"\(value)\" \(detail)", value: value)
+    public init(_ code: Code, at path: String, quoting value: String, _ detail: String, suggestion: String? = nil) {
+        self.init(code, at: path, "\"\(value)\" \(detail)", value: value, suggestion: suggestion)
     }
 
     public var description: String { path.isEmpty ? message : "\(path): \(message)" }

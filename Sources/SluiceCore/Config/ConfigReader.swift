@@ -21,13 +21,15 @@ public struct ConfigReader {
         return .failure(ConfigErrors(errors: reader.errors))
     }
 
-    mutating func report(_ code: ConfigError.Code, at path: String, _ message: String, value: String? = nil) {
-        errors.append(ConfigError(code, at: path, message, value: value))
+    mutating func report(_ code: ConfigError.Code, at path: String, _ message: String, value: String? = nil,
+                         suggestion: String? = nil) {
+        errors.append(ConfigError(code, at: path, message, value: value, suggestion: suggestion))
     }
 
     /// Reports a value as written: `"kafka:99999" — port must be 1-65535`.
-    mutating func report(_ code: ConfigError.Code, at path: String, quoting value: String, _ detail: String) {
-        errors.append(ConfigError(code, at: path, quoting: value, detail))
+    mutating func report(_ code: ConfigError.Code, at path: String, quoting value: String, _ detail: String,
+                         suggestion: String? = nil) {
+        errors.append(ConfigError(code, at: path, quoting: value, detail, suggestion: suggestion))
     }
 
     // MARK: - Shapes
@@ -41,8 +43,9 @@ public struct ConfigReader {
         var fields = ConfigFields(path: path)
         for (key, value) in pairs {
             guard allowed.contains(key) else {
-                let hint = Self.nearest(to: key, in: allowed).map { " — did you mean \($0)?" } ?? " — remove it"
-                report(.unknownField, at: fields.path(key), "unknown field\(hint)")
+                let nearest = Self.nearest(to: key, in: allowed)
+                let hint = nearest.map { " — did you mean \($0)?" } ?? " — remove it"
+                report(.unknownField, at: fields.path(key), "unknown field\(hint)", suggestion: nearest)
                 continue
             }
             fields.values[key] = value

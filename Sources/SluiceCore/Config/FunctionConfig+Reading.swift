@@ -143,9 +143,9 @@ struct DeclaredFunctions {
         let kindNames = kinds.map(\.rawValue).joined(separator: " or ")
         guard let function = byName[name] else {
             if refused.contains(name) { return nil }  // its declaration's error says why
-            let hint = ConfigReader.nearest(to: name, in: declared.filter { kinds.contains($0.kind) }.map(\.name))
-                .map { " — did you mean \($0)?" } ?? " — declare it under functions: with type: \(kindNames), or write none"
-            reader.report(.undeclaredFunction, at: path, quoting: name, "is not a declared function\(hint)")
+            let nearest = ConfigReader.nearest(to: name, in: declared.filter { kinds.contains($0.kind) }.map(\.name))
+            let hint = nearest.map { " — did you mean \($0)?" } ?? " — declare it under functions: with type: \(kindNames), or write none"
+            reader.report(.undeclaredFunction, at: path, quoting: name, "is not a declared function\(hint)", suggestion: nearest)
             return nil
         }
         guard kinds.contains(function.kind) else {
