@@ -1,5 +1,5 @@
-/// Values that parse themselves from the text of one field, and the readers for values that several
-/// sections share (table lists, annotations).
+// Values that parse themselves from the text of one field, and the readers for values that several
+// sections share (table lists, annotations).
 
 extension HostPort {
     /// `host:port`, or `[ipv6]:port`. The port is not range-checked here: each field says its own rule.
