@@ -26,27 +26,27 @@ public struct ReplicationSetup {
         var problems: [ConfigError] = []
         let walLevel = try connection.query("SHOW wal_level").rows.first?[0] ?? ""
         if walLevel != "logical" {
-            problems.append(ConfigError("database", "the server runs with wal_level=\(walLevel) — set wal_level = logical in postgresql.conf and restart it"))
+            problems.append(ConfigError(.databaseSetup, at: "database", "the server runs with wal_level=\(walLevel) — set wal_level = logical in postgresql.conf and restart it"))
         }
         for table in config.publicationTables {
             let found = try connection.query("SELECT to_regclass($1) IS NOT NULL AS found", [qualified(table)])
             if found.value("found") != "t" {
-                problems.append(ConfigError("database.publication.tables", "table \(table) does not exist in this database"))
+                problems.append(ConfigError(.databaseSetup, at: "database.publication.tables", "table \(table) does not exist in this database"))
             }
         }
         let publication = try connection.query("SELECT puballtables FROM pg_publication WHERE pubname = $1", [config.publicationName])
         if publication.rows.isEmpty && !config.createPublication {
-            problems.append(ConfigError("database.publication.name", "publication \"\(config.publicationName)\" does not exist — create it or set create_if_not_exists: true"))
+            problems.append(ConfigError(.databaseSetup, at: "database.publication.name", "publication \"\(config.publicationName)\" does not exist — create it or set create_if_not_exists: true"))
         }
         if let slot = try slotRow() {
             if slot.plugin != "pgoutput" {
-                problems.append(ConfigError("database.slot.name", "slot \"\(config.slotName)\" uses plugin \(slot.plugin) — Sluice needs a pgoutput slot; pick another name"))
+                problems.append(ConfigError(.databaseSetup, at: "database.slot.name", "slot \"\(config.slotName)\" uses plugin \(slot.plugin) — Sluice needs a pgoutput slot; pick another name"))
             }
             if slot.database != currentDatabase() {
-                problems.append(ConfigError("database.slot.name", "slot \"\(config.slotName)\" belongs to database \(slot.database) — pick another name"))
+                problems.append(ConfigError(.databaseSetup, at: "database.slot.name", "slot \"\(config.slotName)\" belongs to database \(slot.database) — pick another name"))
             }
         } else if !config.createSlot {
-            problems.append(ConfigError("database.slot.name", "replication slot \"\(config.slotName)\" does not exist — create it or set create_if_not_exists: true"))
+            problems.append(ConfigError(.databaseSetup, at: "database.slot.name", "replication slot \"\(config.slotName)\" does not exist — create it or set create_if_not_exists: true"))
         }
         return problems
     }

@@ -52,7 +52,8 @@ enum ConfigFile {
                 _ = try UserFunction(function)
                 return nil
             } catch {
-                return ConfigError("", "\(error) (function \(function.name))")
+                // The message names its own place (`functions[0].code:3:`, the file, or the function).
+                return ConfigError(.invalidFunction, at: "", "\(error) (function \(function.name))", value: function.name)
             }
         }
     }

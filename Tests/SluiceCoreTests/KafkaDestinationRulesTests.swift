@@ -21,8 +21,8 @@ struct KafkaDestinationRulesTests {
         ConfigReader.read(root, environment: [:])
     }
 
-    static func errors(_ root: ConfigNode) -> [String] {
-        if case .failure(let failure) = read(root) { return failure.errors.map(\.description) }
+    static func problems(_ root: ConfigNode) -> [Problem] {
+        if case .failure(let failure) = read(root) { return failure.errors.map(Problem.init) }
         return []
     }
 
@@ -49,12 +49,12 @@ struct KafkaDestinationRulesTests {
 
     @Test func tlsFilesMustExistAndCertNeedsKey() throws {
         let cert = try temporaryFile()
-        #expect(Self.errors(Self.root(destination: [("tls", .mapping([("ca_file", Self.s("/nowhere/ca.pem"))]))]))
-            == ["sinks[0].destination.tls.ca_file: \"/nowhere/ca.pem\" — no readable file there; give the path of a PEM file"])
-        #expect(Self.errors(Self.root(destination: [("tls", .mapping([("cert_file", Self.s(cert))]))]))
-            == ["sinks[0].destination.tls.key_file: cert_file and key_file go together — give both for a client certificate, or neither"])
-        #expect(Self.errors(Self.root(destination: [("tls", .mapping([("verfy", Self.s("true"))]))]))
-            == ["sinks[0].destination.tls.verfy: unknown field — did you mean verify?"])
+        #expect(Self.problems(Self.root(destination: [("tls", .mapping([("ca_file", Self.s("/nowhere/ca.pem"))]))]))
+            == [Problem(.unreadableFile, "sinks[0].destination.tls.ca_file", "/nowhere/ca.pem")])
+        #expect(Self.problems(Self.root(destination: [("tls", .mapping([("cert_file", Self.s(cert))]))]))
+            == [Problem(.missingField, "sinks[0].destination.tls.key_file")])
+        #expect(Self.problems(Self.root(destination: [("tls", .mapping([("verfy", Self.s("true"))]))]))
+            == [Problem(.unknownField, "sinks[0].destination.tls.verfy", suggestion: "verify")])
     }
 
     @Test func maxMessageBytes() throws {
@@ -62,8 +62,15 @@ struct KafkaDestinationRulesTests {
         #expect(config.sinks[0].destination.maxMessageBytes == 1_000_000)
         let larger = try Self.read(Self.root(destination: [("max_message_bytes", Self.s("5_000_000"))])).get()
         #expect(larger.sinks[0].destination.maxMessageBytes == 5_000_000)
-        #expect(Self.errors(Self.root(destination: [("max_message_bytes", Self.s("10"))]))
-            == ["sinks[0].destination.max_message_bytes: \"10\" — must be a whole number from 1000 to 100000000"])
+        #expect(Self.problems(Self.root(destination: [("max_message_bytes", Self.s("10"))]))
+            == [Problem(.outOfRange, "sinks[0].destination.max_message_bytes", "10")])
+        // The bounds the message names: 1000 to 100000000.
+        #expect(Self.problems(Self.root(destination: [("max_message_bytes", Self.s("100_000_001"))]))
+            == [Problem(.outOfRange, "sinks[0].destination.max_message_bytes", "100_000_001")])
+        for bytes in [1_000, 100_000_000] {
+            let config = try Self.read(Self.root(destination: [("max_message_bytes", Self.s("\(bytes)"))])).get()
+            #expect(config.sinks[0].destination.maxMessageBytes == bytes)
+        }
     }
 
     @Test func sinkDeliverySettings() throws {
@@ -78,10 +85,14 @@ struct KafkaDestinationRulesTests {
         #expect(ungrouped.sinks[0].messageGrouping == false)
         #expect(sink.groupColumns == [TableName(schema: "public", name: "orders"): ["customer_id"]])
         #expect(try Self.read(Self.root(destination: [])).get().sinks[0].parkAfter == 120)
-        #expect(Self.errors(Self.root(destination: [], sink: [("park_after", Self.s("soon"))]))
-            == ["sinks[0].park_after: \"soon\" — write a duration of at least 1s, such as 2m"])
-        #expect(Self.errors(Self.root(destination: [], sink: [("group_columns", Self.s("customer_id"))]))
-            == ["sinks[0].group_columns: must map tables to column lists, e.g. public.orders: [customer_id]"])
+        #expect(Self.problems(Self.root(destination: [], sink: [("park_after", Self.s("soon"))]))
+            == [Problem(.invalidValue, "sinks[0].park_after", "soon")])
+        // At least 1s, as the message says.
+        #expect(Self.problems(Self.root(destination: [], sink: [("park_after", Self.s("999ms"))]))
+            == [Problem(.outOfRange, "sinks[0].park_after", "999ms")])
+        #expect(try Self.read(Self.root(destination: [], sink: [("park_after", Self.s("1s"))])).get().sinks[0].parkAfter == 1)
+        #expect(Self.problems(Self.root(destination: [], sink: [("group_columns", Self.s("customer_id"))]))
+            == [Problem(.wrongType, "sinks[0].group_columns")])
     }
 
     @Test func publishViaPartitionRootDefaultsOn() throws {

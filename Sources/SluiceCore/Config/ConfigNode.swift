@@ -20,19 +20,6 @@ public indirect enum ConfigNode: Sendable, Equatable {
     }
 }
 
-/// One problem in a configuration, naming the field: `sinks[0].destination.hosts: "kafka:99999" — port must be 1-65535`.
-public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var path: String
-    public var message: String
-
-    public init(_ path: String, _ message: String) {
-        self.path = path
-        self.message = message
-    }
-
-    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
-}
-
 /// Replaces `${VAR}` and `${VAR:-default}` with values from the environment.
 public enum EnvironmentInterpolation {
     public enum Failure: Error, Equatable {
