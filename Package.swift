@@ -98,6 +98,7 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore", "PostgresSource"]),
         .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore"]),
         .testTarget(name: "FunctionsTests", dependencies: ["Functions", "SluiceCore"]),
+        .testTarget(name: "ConsoleTests", dependencies: ["Console", "Pipeline", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "Ledger", .product(name: "Yams", package: "Yams")],
