@@ -2,7 +2,9 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import Ledger
+import Logging
 import NIOCore
+import NIOEmbedded
 @testable import Console
 @testable import Pipeline
 import SluiceCore
@@ -13,29 +15,25 @@ import Testing
 struct APIContractTests {
     // MARK: - What the API writes
 
-    static func writeListed(_ message: InspectedMessage) throws -> [UInt8] { APIRoutes.encode(message, detail: false) }
-    static func writeDetail(_ message: InspectedMessage) throws -> [UInt8] { APIRoutes.encode(message, detail: true) }
-
-    /// The messages route's own loop.
+    static func writeListed(_ message: InspectedMessage) throws -> [UInt8] { try OrderedJSONEncoder().encode(MessageResponse(message)) }
+    static func writeDetail(_ message: InspectedMessage) throws -> [UInt8] { try OrderedJSONEncoder().encode(MessageDetailResponse(message)) }
     static func writeList(_ messages: [InspectedMessage]) throws -> [UInt8] {
-        var json = JSONWriter(capacity: 256 * max(1, messages.count))
-        json.raw("{\"messages\":[")
-        for (index, message) in messages.enumerated() {
-            if index > 0 { json.raw(UInt8(ascii: ",")) }
-            message.write(to: &json, detail: false)
-        }
-        json.raw("]}")
-        return json.bytes
+        try OrderedJSONEncoder().encode(MessageListResponse(messages: messages.map(MessageResponse.init)))
+    }
+    static func writeStatus(_ status: MessageInspector.Status) throws -> [UInt8] { try OrderedJSONEncoder().encode(StatusResponse(status)) }
+    static func writeBackfill(_ record: BackfillRecord) throws -> [UInt8] { try OrderedJSONEncoder().encode(BackfillResponse(record)) }
+    static func writeBackfills(_ records: [BackfillRecord]) throws -> [UInt8] { try OrderedJSONEncoder().encode(BackfillListResponse(records)) }
+    static func errorResponse(status: Int, _ message: String) async throws -> Response {
+        try APIError(HTTPResponse.Status(code: status), message).response(from: TestRequests.any, context: TestRequests.context())
+    }
+    static func errorResponse(_ error: InspectionError) async throws -> Response {
+        try APIError(error).response(from: TestRequests.any, context: TestRequests.context())
+    }
+    static func createdResponse() async throws -> Response {
+        try EditedResponse(status: .created, response: NoFields()).response(from: TestRequests.any, context: TestRequests.context())
     }
 
-    static func writeStatus(_ status: MessageInspector.Status) throws -> [UInt8] { APIRoutes.encode(status) }
-    static func writeBackfill(_ record: BackfillRecord) throws -> [UInt8] { BackfillRoutes.encode(record) }
-    static func writeBackfills(_ records: [BackfillRecord]) throws -> [UInt8] { BackfillRoutes.encodeList(records) }
-    static func errorResponse(status: Int, _ message: String) async throws -> Response {
-        JSONResponse.error(HTTPResponse.Status(code: status), message)
-    }
-    static func errorResponse(_ error: InspectionError) async throws -> Response { JSONResponse.error(error) }
-    static func createdResponse() async throws -> Response { JSONResponse.ok(Array("{}".utf8), status: .created) }
+    struct NoFields: ResponseEncodable {}
 
     // MARK: - Checks
 
@@ -95,6 +93,16 @@ struct APIContractTests {
         }
     }
 
+    /// `sluice messages` without a running sluice still writes messages with `InspectedMessage.write(to:detail:)`
+    /// (Sources/sluice is outside the console): it must keep writing what the API writes.
+    @Test func offlineCommandWritesWhatTheAPIWrites() throws {
+        for (name, message) in Samples.messages {
+            var json = JSONWriter()
+            message.write(to: &json, detail: false)
+            try Self.expectSame(json.bytes, String(decoding: try Self.writeListed(message), as: UTF8.self), "sluice messages: \(name)")
+        }
+    }
+
     // MARK: - Status, backfills, errors
 
     @Test(arguments: Samples.statuses.map(\.name))
@@ -112,6 +120,14 @@ struct APIContractTests {
     @Test func backfillList() throws {
         try Self.expectSame(try Self.writeBackfills(Samples.backfills.map(\.record)), Golden.backfillList, "backfills")
         try Self.expectSame(try Self.writeBackfills([]), Golden.emptyBackfillList, "no backfills")
+    }
+
+    /// `POST /api/sinks/{sink}/backfills`: the backfill itself for one table, the list for several.
+    @Test func startedBackfills() throws {
+        let records = Samples.backfills.map(\.record)
+        let one = try OrderedJSONEncoder().encode(BackfillsStartedResponse(started: [records[1]]))
+        try Self.expectSame(one, try #require(Golden.backfill["completed"]), "one started")
+        try Self.expectSame(try OrderedJSONEncoder().encode(BackfillsStartedResponse(started: records)), Golden.backfillList, "all started")
     }
 
     @Test(arguments: Samples.errors.map(\.name))
@@ -146,5 +162,15 @@ enum ResponseBytes {
         let box = Box()
         mutating func write(_ buffer: ByteBuffer) async throws { box.bytes += buffer.readableBytesView }
         consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+    }
+}
+
+/// A request and a context for calling a response's `response(from:context:)` as the router does.
+enum TestRequests {
+    static let any = Request(head: HTTPRequest(method: .get, scheme: "http", authority: "127.0.0.1", path: "/api/status"),
+                             body: RequestBody(buffer: ByteBuffer()))
+
+    static func context() -> ConsoleRequestContext {
+        ConsoleRequestContext(source: ApplicationRequestContextSource(channel: EmbeddedChannel(), logger: Logger(label: "console-tests")))
     }
 }
