@@ -100,6 +100,7 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "SluiceCore", "PostgresSource", "KafkaSink", "Ledger"]),
         .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "KafkaMock", "SluiceCore"]),
         .testTarget(name: "FunctionsTests", dependencies: ["Functions", "SluiceCore"]),
+        .testTarget(name: "ConsoleTests", dependencies: ["Console", "Pipeline", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "KafkaMock", "Ledger",

@@ -71,8 +71,8 @@ struct APIAuthMiddleware<Context: RequestContext>: RouterMiddleware {
         guard auth.allowsAPI(request) else {
             let given = request.headers[.authorization] != nil
             auth.refused(request, reason: given ? "wrong token" : "no token")
-            return JSONResponse.error(.unauthorized, given ? "wrong token — send Authorization: Bearer <console.token>"
-                                                            : "send Authorization: Bearer <console.token>")
+            return try APIError(.unauthorized, given ? "wrong token — send Authorization: Bearer <console.token>"
+                                                     : "send Authorization: Bearer <console.token>").response(from: request, context: context)
         }
         return try await next(request, context)
     }

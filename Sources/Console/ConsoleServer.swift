@@ -10,8 +10,15 @@ import Prometheus
 public enum ConsoleServer {
     public static func application(host: String, port: Int, token: String, inspectors: InspectorSlot,
                                    registry: PrometheusCollectorRegistry, logger: Logger) -> some ApplicationProtocol {
+        Application(router: router(token: token, inspectors: inspectors, registry: registry, logger: logger),
+                    configuration: .init(address: .hostname(host, port: port), serverName: "sluice"), logger: logger)
+    }
+
+    /// Every route of the console, behind its token check.
+    static func router(token: String, inspectors: InspectorSlot, registry: PrometheusCollectorRegistry,
+                       logger: Logger) -> Router<ConsoleRequestContext> {
         let auth = ConsoleAuth(token: token, logger: logger)
-        let router = Router()
+        let router = Router(context: ConsoleRequestContext.self)
         router.get("healthz") { _, _ in "ok\n" }
         let readiness = Readiness(inspectors: inspectors)
         router.get("readyz") { _, _ -> Response in
@@ -34,8 +41,7 @@ public enum ConsoleServer {
         let pages = PageRoutes(inspectors: inspectors, auth: auth)
         pages.registerLogin(on: router)
         pages.register(on: router.group().add(middleware: PageAuthMiddleware(auth: auth)))
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "sluice"),
-                           logger: logger)
+        return router
     }
 
     /// True for addresses only this machine can reach; elsewhere the console needs a token.

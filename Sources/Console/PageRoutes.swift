@@ -22,7 +22,7 @@ struct PageRoutes: Sendable {
         self.library = library
     }
 
-    func registerLogin(on router: Router<BasicRequestContext>) {
+    func registerLogin(on router: Router<ConsoleRequestContext>) {
         router.get("login") { _, _ -> Response in self.page("login", title: "Log in", [:], loggedIn: false, refresh: false) }
         router.post("login") { request, _ -> Response in
             let form = try await Self.form(request)
@@ -41,7 +41,7 @@ struct PageRoutes: Sendable {
         }
     }
 
-    func register(on router: RouterGroup<BasicRequestContext>) {
+    func register(on router: RouterGroup<ConsoleRequestContext>) {
         router.get("/") { _, _ in try self.overview() }
         router.get("sinks/:sink") { request, context in
             try self.sinkPage(context.parameters.require("sink"), state: request.uri.queryParameters.get("state").map { String($0) })
