@@ -131,7 +131,8 @@ struct DeliveryStateMachine {
         let room = max(0, limits.maxAckPending - books.inFlightByID.count)
         if due.count > room {
             // Look again soon: deliveries free room all the time.
-            actions.wakeAt = min(actions.wakeAt ?? now, now.addingTimeInterval(0.05))
+            let soon = now.addingTimeInterval(0.05)
+            actions.wakeAt = min(actions.wakeAt ?? soon, soon)
         }
         actions.retry = Array(due.prefix(room))
         return actions
@@ -159,9 +160,14 @@ struct DeliveryStateMachine {
             }
             return actions
         }
+        let position: MessagePosition
+        switch result {
+        case .send(let outgoing), .drop(let outgoing), .failed(let outgoing, _, _): position = outgoing.position
+        }
+        // Cancelled or unparked meanwhile, or a message of its group in flight: nothing to do.
+        guard shouldRetry(group: key, position: position) else { return actions }
         switch result {
         case .send(var outgoing):
-            guard shouldRetry(group: key, position: outgoing.position) else { return actions }
             books.startFlight(&outgoing, now: now)
             groups[key]?.inFlight.append(outgoing)
             actions.produce.append(outgoing)
@@ -212,8 +218,9 @@ struct DeliveryStateMachine {
         actions.counts.parked -= 1
         actions.wakeWorker = true
         modify(key) { group, _ in
+            // The next parked message (if any) is not held back by the cancelled one's backoff.
             group.parked = max(0, group.parked - 1)
-            if group.parked == 0 { group.retryAt = nil }
+            group.retryAt = nil
         }
         return actions
     }
@@ -316,7 +323,13 @@ extension DeliveryStateMachine {
             var failed = outgoing
             failed.deliverCount = 1
             failed.lastError = error
-            park([failed], in: &group, actions: &actions)
+            // Messages waiting behind the group's flight are older: they park first, so the retries
+            // from the ledger (oldest first) keep the group's order.
+            var parking = Array(group.waiting)
+            group.waiting.removeAll()
+            for waiting in parking { memoryBytes -= waiting.memoryCost }
+            parking.append(failed)
+            park(parking, in: &group, actions: &actions)
             group.retryAt = now.addingTimeInterval(backoff(attempt: 1))
             actions.counts.functionFailures += 1
             actions.notices.append(.stageFailed(stage: stage, table: outgoing.table, key: outgoing.keyText, error: error))
@@ -359,14 +372,16 @@ extension DeliveryStateMachine {
                 record(delivered: outgoing, report: report, now: now, actions: &actions)
             }
             if outgoing.isParked {
+                // A retry got through: the group's next parked message may go at once.
                 unwritten.unparks.append(outgoing.position)
                 group.parked -= 1
+                group.retryAt = nil
                 actions.counts.parked -= 1
                 actions.wakeWorker = true
             } else {
+                // A live message; a backoff of parked ones behind it (a stage failed them) still holds.
                 actions.settle.append(outgoing.checkpointToken)
             }
-            group.retryAt = nil
             while let following = group.waiting.first, group.admits(following, depth: limits.pipelineDepth) {
                 var flying = group.waiting.removeFirst()
                 startFlight(&flying, now: now)
