@@ -63,7 +63,7 @@ final class KafkaEventPoller: @unchecked Sendable {
                                                                     "code": "\(KafkaError(code: code.rawValue).name)"])
                 }
             case RD_KAFKA_EVENT_STATS:
-                if let json = rd_kafka_event_stats(event) { recordStatistics(String(cString: json)) }
+                if let json = rd_kafka_event_stats(event) { recordStatistics(json) }
             case RD_KAFKA_EVENT_LOG:
                 // Errors also arrive as ERROR events; log lines are detail for debugging.
                 var facility: UnsafePointer<CChar>?
@@ -81,15 +81,47 @@ final class KafkaEventPoller: @unchecked Sendable {
 
     var lastClientError: KafkaError? { lastError.withLock { $0 } }
 
-    /// Keeps the largest batch size seen (`topics.*.batchcnt.max` of librdkafka's statistics).
-    private func recordStatistics(_ json: String) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-              let topics = object["topics"] as? [String: Any] else { return }
-        for case let topic as [String: Any] in topics.values {
-            if let batches = topic["batchcnt"] as? [String: Any], let largest = batches["max"] as? Int {
-                largestBatch.max(largest, ordering: .relaxed)
-            }
+    /// Keeps the largest batch size seen (`topics.*.batchcnt.max` of librdkafka's statistics). The
+    /// statistics come once a second on this thread, between delivery reports, and run to tens of
+    /// kilobytes: reading the whole document (JSONSerialization) held up the reports behind it, so
+    /// this only looks for the one field it needs.
+    private func recordStatistics(_ json: UnsafePointer<CChar>) {
+        if let largest = Self.largestBatchCount(inStatistics: UnsafeRawBufferPointer(start: json, count: strlen(json))) {
+            largestBatch.max(largest, ordering: .relaxed)
         }
+    }
+
+    /// The largest `"max"` of the `"batchcnt"` windows (one per topic) in librdkafka's statistics JSON.
+    static func largestBatchCount(inStatistics text: UnsafeRawBufferPointer) -> Int? {
+        let field = Array(#""batchcnt":"#.utf8)
+        let maxField = Array(#""max":"#.utf8)
+        var largest: Int?
+        var index = 0
+        while let found = Self.find(field, in: text, from: index) {
+            index = found + field.count
+            // The window object's own fields come before any nested one; "max" is among the first.
+            guard let maxAt = Self.find(maxField, in: text, from: index), maxAt - index < 200 else { continue }
+            var cursor = maxAt + maxField.count
+            var value = 0
+            var digits = 0
+            while cursor < text.count, text[cursor] >= 0x30, text[cursor] <= 0x39, digits < 18 {
+                value = value * 10 + Int(text[cursor] - 0x30)
+                cursor += 1
+                digits += 1
+            }
+            if digits > 0 { largest = max(largest ?? 0, value) }
+        }
+        return largest
+    }
+
+    private static func find(_ needle: [UInt8], in text: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard needle.count <= text.count else { return nil }
+        var index = start
+        while index + needle.count <= text.count {
+            if text[index] == needle[0], (1..<needle.count).allSatisfy({ text[index + $0] == needle[$0] }) { return index }
+            index += 1
+        }
+        return nil
     }
 
     private func report(for message: rd_kafka_message_t) -> DeliveryReport {
