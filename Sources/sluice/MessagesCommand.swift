@@ -3,6 +3,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import Console
 import Ledger
 import Pipeline
 import SluiceCore
@@ -89,14 +90,7 @@ struct MessagesList: AsyncParsableCommand {
                 for state in states where state != .inFlight && state != .waiting {
                     found += (try? inspector.messages(sink: sink, state: state, limit: limit)) ?? []
                 }
-                var writer = JSONWriter()
-                writer.raw("[")
-                for (index, message) in found.enumerated() {
-                    if index > 0 { writer.raw(UInt8(ascii: ",")) }
-                    message.write(to: &writer, detail: false)
-                }
-                writer.raw("]")
-                let text = String(decoding: writer.bytes, as: UTF8.self)
+                let text = String(decoding: try MessageListJSON.encode(found), as: UTF8.self)
                 jsonOutput.append("{\"sink\":\(Self.quoted(sink)),\"messages\":\(text)}")
                 for message in Self.parse(Data(("{\"messages\":" + text + "}").utf8)) { rows.append((sink, message)) }
             }

@@ -77,3 +77,12 @@ extension MessageDetailResponse {
 struct MessageListResponse: ResponseEncodable, Sendable {
     var messages: [MessageResponse]
 }
+
+/// Messages as the API lists them, for `sluice messages` when no console answers (it reads the state
+/// file itself): the same types, so the command prints what the API would.
+public enum MessageListJSON {
+    /// The JSON array of `messages`, each as `GET /api/sinks/{sink}/messages` lists it.
+    public static func encode(_ messages: [InspectedMessage]) throws -> [UInt8] {
+        try OrderedJSONEncoder().encode(messages.map(MessageResponse.init))
+    }
+}

@@ -48,68 +48,6 @@ public struct InspectedMessage: Sendable {
         return MessagePosition(commitLSN: LSN(lsn), commitIndex: index)
     }
 
-    // MARK: - JSON
-
-    /// The API's JSON object; `detail` adds `value` (embedded as the JSON it is) and `errors`.
-    public func write(to json: inout JSONWriter, detail: Bool) {
-        json.raw("{\"id\":")
-        json.string(id)
-        json.raw(",\"state\":")
-        json.string(state.rawValue)
-        json.raw(",\"table\":")
-        json.string(table)
-        json.raw(",\"action\":")
-        Self.optional(action, &json)
-        json.raw(",\"record_pks\":[")
-        for (index, pk) in recordPKs.enumerated() {
-            if index > 0 { json.raw(UInt8(ascii: ",")) }
-            json.string(pk)
-        }
-        json.raw("],\"key\":")
-        Self.optional(key, &json)
-        json.raw(",\"topic\":")
-        json.string(topic)
-        json.raw(",\"commit_lsn\":")
-        json.number(position.commitLSN.rawValue)
-        json.raw(",\"commit_idx\":")
-        json.number(position.commitIndex)
-        json.raw(",\"deliver_count\":")
-        json.number(deliverCount)
-        json.raw(",\"last_error\":")
-        Self.optional(lastError, &json)
-        json.raw(",\"last_attempt_at\":")
-        Self.optional(lastAttemptAt.map(Self.timestamp), &json)
-        json.raw(",\"next_attempt_at\":")
-        Self.optional(nextAttemptAt.map(Self.timestamp), &json)
-        json.raw(",\"size_bytes\":")
-        json.number(sizeBytes)
-        json.raw(",\"partition\":")
-        if let partition { json.number(partition) } else { json.null() }
-        json.raw(",\"offset\":")
-        if let offset { json.number(offset) } else { json.null() }
-        json.raw(",\"reason\":")
-        Self.optional(reason, &json)
-        if detail {
-            json.raw(",\"value\":")
-            if let value, !value.isEmpty { json.raw(value) } else { json.null() }
-            json.raw(",\"errors\":[")
-            for (index, entry) in (errors ?? []).enumerated() {
-                if index > 0 { json.raw(UInt8(ascii: ",")) }
-                json.raw("{\"at\":")
-                json.string(Self.timestamp(entry.at))
-                json.raw(",\"error\":")
-                json.string(entry.error)
-                json.raw(UInt8(ascii: "}"))
-            }
-            json.raw(UInt8(ascii: "]"))
-        }
-        json.raw(UInt8(ascii: "}"))
-    }
-
-    static func optional(_ text: String?, _ json: inout JSONWriter) {
-        if let text { json.string(text) } else { json.null() }
-    }
-
     /// ISO 8601, UTC, milliseconds.
     public static func timestamp(_ date: Date) -> String {
         let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
