@@ -19,10 +19,12 @@ struct KafkaTopic {
     let hosts: String
     let name: String
 
-    /// Every message currently in the topic (empty while the topic does not exist yet).
-    func messages(partition: Int? = nil) throws -> [ConsumedMessage] {
+    /// Every message currently in the topic (empty while the topic does not exist yet), as a consumer
+    /// with librdkafka's default `isolation.level=read_committed` sees it; with `readUncommitted`, also
+    /// the messages of aborted and still open transactions.
+    func messages(partition: Int? = nil, readUncommitted: Bool = false) throws -> [ConsumedMessage] {
         // A partition whose leader is down never reaches its end: give up after a while and keep what came.
-        let only = partition.map { ["-p", String($0)] } ?? []
+        let only = (partition.map { ["-p", String($0)] } ?? []) + (readUncommitted ? ["-X", "isolation.level=read_uncommitted"] : [])
         let result = try runCommand("/usr/bin/timeout", ["-k", "1", "10", "/usr/bin/kcat", "-C", "-b", hosts, "-t", name, "-o", "beginning",
                                                          "-e", "-J", "-q", "-X", "topic.metadata.refresh.interval.ms=1000"] + only)
         return result.stdout.split(separator: "\n").compactMap { line -> ConsumedMessage? in
