@@ -275,9 +275,10 @@ public final class InspectorSlot: Sendable {
 
 extension MessageInspector {
     /// What keeps sluice from working as configured, one line each: a state file it cannot write (per
-    /// sink). Empty when nothing is wrong.
+    /// sink), a table dropped or taken out of the publication. Empty when nothing is wrong.
     public func problems() -> [String] {
-        sinks.compactMap { entry in entry.dispatcher?.stateFileProblem.map { "sink \(entry.config.name): \($0)" } }
+        let ledger = sinks.compactMap { entry in entry.dispatcher?.stateFileProblem.map { "sink \(entry.config.name): \($0)" } }
+        return ledger + (replication?.problems ?? [])
     }
 
     /// True if every sink's brokers answer a metadata request (blocks up to `timeout` per sink).
