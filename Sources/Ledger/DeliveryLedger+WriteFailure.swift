@@ -15,7 +15,7 @@ extension DeliveryLedger {
         var line = "cannot write the state file \(path): "
         if full {
             line += "\(String(cString: strerror(ENOSPC))) (SQLite: \(sqlite))"
-            line += " — \(free.map(Self.size) ?? "no") space free on its filesystem, \(purpose) needs about \(Self.size(bytes));"
+            line += " — \(free.map(Self.size) ?? "nothing") free on its filesystem, \(purpose) needs about \(Self.size(bytes));"
             line += " free space there or move state.path to a larger disk."
         } else if code == .SQLITE_READONLY || code == .SQLITE_CANTOPEN || code == .SQLITE_PERM {
             line += "\(sqlite) — make the file and its directory writable by sluice (permissions, a read-only mount)."

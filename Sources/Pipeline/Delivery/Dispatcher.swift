@@ -272,15 +272,18 @@ final class Dispatcher: @unchecked Sendable {
     private func saveDelivered() {
         // Taken under the lock as they are (references); made into records after it, so that up to a
         // second's worth of conversions never holds up delivery reports.
+        // After a failed save the bodies are written again even with nothing new: that write tells when
+        // the state file takes writes again.
+        let retrying = ledgerHealth.isFailing(.delivered)
         lock.lock()
         let unsaved = state.takeUnsavedDeliveries()
-        let recent = unsaved.isEmpty ? [] : Array(state.recentlyDelivered.suffix(DeliveryLedger.recentBodiesKept))
+        let recent = unsaved.isEmpty && !retrying ? [] : Array(state.recentlyDelivered.suffix(DeliveryLedger.recentBodiesKept))
         lock.unlock()
         let bodies = recent.isEmpty ? nil : recent.map(\.outgoing.beforeFunctions.value)
         do {
             try ledger.recordDelivered(unsaved.map { $0.delivered(sink: sink.name) })
             if let bodies { try ledger.replaceRecentBodies(sink: sink.name, bodies) }
-            if !unsaved.isEmpty { reportLedgerWritten(parks: false) }
+            if !unsaved.isEmpty || retrying { reportLedgerWritten(parks: false) }
         } catch {
             reportLedgerFailure(error, pending: nil)
         }

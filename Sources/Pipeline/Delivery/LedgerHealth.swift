@@ -1,14 +1,15 @@
 import Foundation
 
 /// Whether a sink's writes to the state file succeed: the problem `/readyz` shows while they fail, and
-/// when to say so in the log — at the first failure, then once a minute, not at every retry.
+/// when to say so in the log — at the first failure of each kind of write, then once a minute, not at
+/// every retry.
 final class LedgerHealth: @unchecked Sendable {
     /// The two kinds of writes the dispatcher's worker makes; one may fail while the other, smaller, fits.
     enum Write: Hashable { case parks, delivered }
 
     private let lock = NSLock()
     private var failing: [Write: Date] = [:]
-    private var lastLogged = Date.distantPast
+    private var lastLogged: [Write: Date] = [:]
     private var current: String?
     let logInterval: TimeInterval
 
@@ -17,13 +18,17 @@ final class LedgerHealth: @unchecked Sendable {
     /// The explanation of the failing writes, nil while they succeed.
     var problem: String? { lock.withLock { current } }
 
-    /// A write failed: true when this failure is to be logged (the first one, or a minute after the last logged).
+    /// Whether this kind of write failed last time (and should be tried again).
+    func isFailing(_ write: Write) -> Bool { lock.withLock { failing[write] != nil } }
+
+    /// A write failed: true when this failure is to be logged (the first of its kind, or a minute after
+    /// the last one logged).
     func failed(_ write: Write, _ explanation: String, now: Date) -> Bool {
         lock.withLock {
             current = explanation
             if failing[write] == nil { failing[write] = now }
-            guard now.timeIntervalSince(lastLogged) >= logInterval else { return false }
-            lastLogged = now
+            guard now.timeIntervalSince(lastLogged[write] ?? .distantPast) >= logInterval else { return false }
+            lastLogged[write] = now
             return true
         }
     }
@@ -33,9 +38,9 @@ final class LedgerHealth: @unchecked Sendable {
     func succeeded(_ write: Write, now: Date) -> TimeInterval? {
         lock.withLock {
             guard let since = failing.removeValue(forKey: write) else { return nil }
+            lastLogged[write] = nil
             guard failing.isEmpty else { return nil }
             current = nil
-            lastLogged = .distantPast
             return now.timeIntervalSince(since)
         }
     }
