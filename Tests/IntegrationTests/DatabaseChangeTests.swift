@@ -225,5 +225,6 @@ struct DatabaseChangeTests {
         let messages = try topic.waitForMessages(4, timeout: 30)
         #expect(Set(messages.filter { $0.action == "read" }.compactMap(\.key)) == ["1", "2", "3"], "\(messages.map(\.payload))")
         #expect(sluice.stop() == 0)
+        withExtendedLifetime((postgres, broker)) {}
     }
 }
