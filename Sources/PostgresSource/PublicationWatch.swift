@@ -68,17 +68,19 @@ struct PublicationWatch {
         return problems.keys.sorted { $0.description < $1.description }.map { problems[$0]! }
     }
 
-    /// A table removed from the publication: added back when sluice manages the publication, else the
-    /// command to run. Either way the changes made meanwhile were never published.
+    /// A table the publication does not hold: added back when it is one of `database.publication.tables`
+    /// and sluice may manage the publication (as at start), else the command to run. Either way its
+    /// changes made meanwhile were never published.
     private func unpublished(_ table: TableName, origin: String, on connection: PostgresConnection) throws -> String {
         let lost = "its changes made while it was not published never reach sluice: backfill \(table) (sluice backfill start --sink NAME --table \(table))"
-        if database.createPublication {
-            try connection.query("ALTER PUBLICATION \(PostgresConnection.quoteIdentifier(database.publicationName)) ADD TABLE \(qualified(table))")
+        let publication = PostgresConnection.quoteIdentifier(database.publicationName)
+        if database.createPublication, database.publicationTables.contains(table) {
+            try connection.query("ALTER PUBLICATION \(publication) ADD TABLE \(qualified(table))")
             return "table \(table) (\(origin)) was removed from publication \"\(database.publicationName)\" — sluice added it back (create_if_not_exists: true); \(lost)"
         }
         return """
-            table \(table) (\(origin)) was removed from publication "\(database.publicationName)" — run ALTER PUBLICATION \
-            \(PostgresConnection.quoteIdentifier(database.publicationName)) ADD TABLE \(qualified(table)); \(lost)
+            table \(table) (\(origin)) is not in publication "\(database.publicationName)" — run ALTER PUBLICATION \(publication) \
+            ADD TABLE \(qualified(table)); \(lost)
             """
     }
 
