@@ -53,8 +53,8 @@ struct PublicationWatch {
                 """, [qualified(table), database.publicationName, table.schema, table.name])
             if state.value("present") != "t" {
                 problems[table] = """
-                    table \(table) (\(origin)) no longer exists (dropped or renamed) — its changes up to then were sent; \
-                    take it out of \(origin) (or put its new name there) before sluice starts again
+                    table \(table) (\(origin)) does not exist (dropped or renamed?) — sluice sends nothing for it; take it out \
+                    of \(origin), or put its new name there, before sluice starts again
                     """
             } else if !allTables, state.value("published") != "t", state.value("partition") != "t" {
                 problems[table] = try unpublished(table, origin: origin, on: connection)

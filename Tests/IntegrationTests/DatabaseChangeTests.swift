@@ -142,14 +142,14 @@ struct DatabaseChangeTests {
 
         try db.execute("DROP TABLE public.b")
         #expect(try db.execute("SELECT to_regclass('public.b') IS NULL AS gone").value("gone") == "t")
-        let problem = "table public.b (database.publication.tables) no longer exists (dropped or renamed)"
+        let problem = "table public.b (database.publication.tables) does not exist (dropped or renamed?) — sluice sends nothing for it"
         #expect(eventually(timeout: 30) { sluice.log.contains(problem) }, "log:\n\(sluice.log)")
         var ready = try console.get("/readyz", auth: .none)
         #expect(try eventually(timeout: 15) {
             ready = try console.get("/readyz", auth: .none)
             return ready.status == 503
         })
-        #expect(ready.body.contains(problem) && ready.body.contains("take it out of database.publication.tables"), "\(ready)")
+        #expect(ready.body.contains(problem) && ready.body.contains("take it out of database.publication.tables, or put its new name there"), "\(ready)")
 
         try db.execute("INSERT INTO public.a VALUES (2)")
         #expect(try topic.waitForMessages(2, timeout: 30).last?.key == "2")
