@@ -4,6 +4,7 @@
 #include <lua.h>
 #include <lualib.h>
 #include <lauxlib.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,8 @@ typedef struct sluice_lua_budget {
     /// The cap applies only while user code runs, so that Sluice's own pushes never fail.
     int enforce;
     long long instructions;
+    /// What is left of this call's budget for library functions that loop in C (see patterns.h).
+    long long steps;
     int exhausted;
     /// Fills lazy message tables; NULL leaves them empty.
     sluice_lua_materializer materialize;
@@ -120,6 +123,24 @@ static inline void sluice_lua_count_hook(lua_State *L, lua_Debug *ar) {
     lua_concat(L, 2);
     lua_error(L);
 }
+
+/// Charges `steps` units of work done inside a C library function, which the count hook cannot see
+/// (it fires between VM instructions only), against the call's budget; past it, raises the same
+/// error as the hook, and every further instruction fails too.
+static inline void sluice_lua_charge(lua_State *L, long long steps) {
+    sluice_lua_budget *budget = sluice_lua_budget_of(L);
+    if (!budget->enforce || steps <= 0) return;
+    if (steps <= budget->steps) {
+        budget->steps -= steps;
+        return;
+    }
+    budget->steps = -1;
+    budget->exhausted = 1;
+    lua_sethook(L, sluice_lua_count_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "exceeded its budget of %I instructions (functions[].max_instructions)", (lua_Integer)budget->instructions);
+}
+
+#include "patterns.h"
 
 static inline void sluice_lua_materialize(lua_State *L, int index);
 
@@ -366,8 +387,9 @@ static inline void sluice_lua_open_proxies(lua_State *L) {
     }
 }
 
-/// base (without load, dofile, loadfile, collectgarbage), string (without dump), table, math, utf8;
-/// the `sluice` table (null, array) and the registry's weak table of JSON shapes.
+/// base (without load, dofile, loadfile, collectgarbage), string (without dump), table, math, utf8,
+/// with the library functions that loop in C counting their steps (patterns.h); the `sluice` table
+/// (null, array) and the registry's weak table of JSON shapes.
 static inline int sluice_lua_open_sandbox(lua_State *L) {
     luaL_requiref(L, "_G", luaopen_base, 1);
     luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
@@ -384,6 +406,7 @@ static inline int sluice_lua_open_sandbox(lua_State *L) {
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lua_settop(L, 0);
+    sluice_lua_open_counted_library(L);
 
     lua_createtable(L, 0, 0);              // shapes: table -> key list (objects) or true (arrays)
     lua_createtable(L, 0, 1);
@@ -429,6 +452,7 @@ static inline lua_State *sluice_lua_newstate(sluice_lua_budget *budget) {
 static inline int sluice_lua_pcall(lua_State *L, int nargs, int nresults, long long instructions) {
     sluice_lua_budget *budget = sluice_lua_budget_of(L);
     budget->instructions = instructions;
+    budget->steps = instructions;
     budget->exhausted = 0;
     budget->enforce = 1;
     lua_sethook(L, sluice_lua_count_hook, LUA_MASKCOUNT, instructions > 0x7fffffff ? 0x7fffffff : (int)instructions);

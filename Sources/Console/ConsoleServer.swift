@@ -5,7 +5,7 @@ import Pipeline
 import Prometheus
 
 /// Sluice's console on `console.listen`: web pages, the JSON API (`/api`), `/metrics`
-/// (Prometheus), `/healthz` (liveness) and `/readyz` (PostgreSQL and every sink's brokers answer).
+/// (Prometheus), `/healthz` (liveness) and `/readyz` (PostgreSQL, the state file and every sink's brokers work).
 /// With `console.token` set, everything but `/healthz` and `/readyz` needs the token.
 public enum ConsoleServer {
     public static func application(host: String, port: Int, token: String, inspectors: InspectorSlot,
@@ -50,7 +50,8 @@ public enum ConsoleServer {
     }
 }
 
-/// `/readyz`: connected to PostgreSQL and every sink's brokers answer (checked at most every 5 s).
+/// `/readyz`: connected to PostgreSQL, the state file writable, the configured tables published, and
+/// every sink's brokers answer (checked at most every 5 s). Not ready, the body says why.
 actor Readiness {
     let inspectors: InspectorSlot
     private var last: (at: Date, ready: Bool, reason: String)?
@@ -61,7 +62,10 @@ actor Readiness {
         if let last, Date().timeIntervalSince(last.at) < 5 { return (last.ready, last.reason) }
         guard let inspector = inspectors.inspector else { return (false, "starting: the pipeline is not running yet") }
         var result = (ready: true, reason: "")
-        if !inspector.status().connected {
+        let problems = inspector.problems()
+        if !problems.isEmpty {
+            result = (false, problems.joined(separator: "\n"))
+        } else if !inspector.status().connected {
             result = (false, "not connected to PostgreSQL")
         } else {
             let brokers = await withCheckedContinuation { continuation in

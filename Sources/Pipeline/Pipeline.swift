@@ -15,6 +15,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     /// (strings, arrays, dictionaries) for each would cost a retain and release per field.
     final class Sink {
         let config: SinkConfig
+        /// Its place in the configuration's `sinks`, for messages that name a field.
+        let index: Int
         let encoder: MessageEncoder
         let dispatcher: Dispatcher
         let metrics: SinkMetrics
@@ -24,9 +26,10 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         /// Batches messages for the enrichment query on its own thread, when the sink has one.
         let enrichment: EnrichmentBatcher?
 
-        init(config: SinkConfig, encoder: MessageEncoder, dispatcher: Dispatcher, metrics: SinkMetrics, stages: SinkStages,
+        init(config: SinkConfig, index: Int, encoder: MessageEncoder, dispatcher: Dispatcher, metrics: SinkMetrics, stages: SinkStages,
              enrichment: EnrichmentBatcher?) {
             self.config = config
+            self.index = index
             self.encoder = encoder
             self.dispatcher = dispatcher
             self.metrics = metrics
@@ -89,7 +92,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             slots.set(index, dispatcher)
             let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name, annotations: sink.annotations),
                                          database: database, valueFormat: sink.valueFormat)
-            sinks.append(Sink(config: sink, encoder: encoder, dispatcher: dispatcher, metrics: metrics, stages: stages,
+            sinks.append(Sink(config: sink, index: index, encoder: encoder, dispatcher: dispatcher, metrics: metrics, stages: stages,
                               enrichment: enrichment))
         }
     }
@@ -147,6 +150,26 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         sink.hand(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
                                   message: message, checkpointToken: token, action: change.action,
                                   commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp))
+    }
+
+    /// A renamed table stops the stream when a sink selects it by its old name and not by its new one:
+    /// going on would drop its changes and let the slot pass them. Nothing of the renamed table has been
+    /// handed over yet, and the open transaction is not confirmed, so its changes arrive after a restart
+    /// with the new name in the configuration.
+    public func relationRenamed(from old: Relation, to new: Relation) -> String? {
+        let before = TableName(schema: old.schema, name: old.name)
+        let after = TableName(schema: new.schema, name: new.name)
+        let stranded = sinks.filter { sink in
+            Action.allCases.contains { sink.config.accepts(table: before, action: $0) }
+                && !Action.allCases.contains { sink.config.accepts(table: after, action: $0) }
+        }
+        guard let first = stranded.first else { return nil }
+        let names = stranded.map { "\"\($0.config.name)\"" }.joined(separator: ", ")
+        return """
+            table \(before) was renamed to \(after), and sink \(names) reads it as \(before) — its changes would be dropped; \
+            put \(after) in sinks[\(first.index)].tables (and database.publication.tables, if listed) and start sluice again: \
+            nothing after the rename was confirmed, so its changes arrive then
+            """
     }
 
     /// A backfill watermark: at a page's high watermark, its rows go out as `read` messages, here in

@@ -39,7 +39,8 @@ public struct SluiceService: Service {
         // Large transactions arrive while in progress and wait in spill files next to the state file.
         let stateDirectory = (config.statePath as NSString).deletingLastPathComponent
         let spill = (stateDirectory.isEmpty ? "." : stateDirectory) + "/sluice-spill-\(config.database.slotName)"
-        let source = ReplicationSource(settings: .init(database: config.database, spillDirectory: spill), logger: logger)
+        let source = ReplicationSource(settings: .init(database: config.database, spillDirectory: spill,
+                                                      watchedTables: Self.watchedTables(config)), logger: logger)
         let inspector = pipeline.makeInspector(replication: source.status, slotName: config.database.slotName)
         let backfills = pipeline.makeBackfills(config: config)
         inspector.attach(backfills)
@@ -70,6 +71,19 @@ public struct SluiceService: Service {
             source.requestStop()
         }
         _ = pipeline // keep producers alive until the source has drained them
+        if let failure = source.failure {
+            backfills.stopAll()
+            throw failure
+        }
+    }
+
+    /// The tables the configuration names, with where: the publication's, then each enabled sink's.
+    static func watchedTables(_ config: SluiceConfig) -> [(table: TableName, origin: String)] {
+        var watched = config.database.publicationTables.map { (table: $0, origin: "database.publication.tables") }
+        for (index, sink) in config.sinks.enumerated() where sink.enabled {
+            watched += sink.tables.map { (table: $0, origin: "sinks[\(index)].tables") }
+        }
+        return watched
     }
 
     /// One running sluice per state file: a second one would mix its ledger with ours.

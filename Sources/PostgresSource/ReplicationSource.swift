@@ -14,6 +14,10 @@ public protocol ChangeConsumer: AnyObject {
     func streamInterrupted()
     /// Blocks up to `timeout` seconds for room to take more changes; false while still full.
     func waitForCapacity(timeout: Double) -> Bool
+    /// A table the stream knew as `old` now has another name (ALTER TABLE … RENAME or SET SCHEMA). The
+    /// reason to stop, in one line, when a sink reads it by its old name only (its changes would be
+    /// dropped); nil to go on.
+    func relationRenamed(from old: Relation, to new: Relation) -> String?
     /// Waits up to `timeout` seconds for everything handed over to be acknowledged.
     func drain(timeout: Double)
     /// The position below which everything is acknowledged: the flush LSN to report.
@@ -24,6 +28,7 @@ public protocol ChangeConsumer: AnyObject {
 
 extension ChangeConsumer {
     public func logicalMessage(prefix: String, content: [UInt8], lsn: LSN) {}
+    public func relationRenamed(from old: Relation, to new: Relation) -> String? { nil }
 }
 
 /// Reads a logical replication slot through libpq on a dedicated thread (never the cooperative
@@ -37,18 +42,28 @@ public final class ReplicationSource: Sendable {
         public var maxReconnectDelay: Double = 30
         /// Where in-progress streamed transactions are spilled; nil turns streaming off (protocol 1).
         public var spillDirectory: String?
+        /// Tables the configuration names, with where (`sinks[0].tables`): watched for being dropped or
+        /// taken out of the publication.
+        public var watchedTables: [(table: TableName, origin: String)]
+        /// Seconds between two looks at the publication and the watched tables.
+        public var watchInterval: Double = 5
 
-        public init(database: DatabaseConfig, spillDirectory: String? = nil) {
+        public init(database: DatabaseConfig, spillDirectory: String? = nil, watchedTables: [(table: TableName, origin: String)] = []) {
             self.database = database
             self.spillDirectory = spillDirectory
+            self.watchedTables = watchedTables
         }
     }
 
     let settings: Settings
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    private let stoppedBy = Mutex<ReplicationFailure?>(nil)
     /// Connection state and the server's WAL position, for the console.
     public let status = ReplicationStatus()
+
+    /// Why `run` stopped on its own, if it did: sluice cannot go on without the operator.
+    public var failure: ReplicationFailure? { stoppedBy.withLock { $0 } }
 
     public init(settings: Settings, logger: Logger) {
         self.settings = settings
@@ -58,7 +73,8 @@ public final class ReplicationSource: Sendable {
     public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
     var isStopping: Bool { stopRequested.load(ordering: .relaxed) }
 
-    /// Runs until `requestStop()`; then drains the consumer and sends a last status update.
+    /// Runs until `requestStop()`, or until a `ReplicationFailure` (then `failure` says why); then drains
+    /// the consumer and sends a last status update.
     public func run(consumer: ChangeConsumer) {
         var delay = 0.5
         while !isStopping {
@@ -68,12 +84,23 @@ public final class ReplicationSource: Sendable {
                 status.connected(at: session!.serverWALAtStart)
                 delay = 0.5
                 try session!.stream(into: consumer, source: self)
+            } catch let failure as ReplicationFailure {
+                stop(failure)
+            } catch let error as PostgresError {
+                if let failure = ReplicationFailure.classify(error, slot: settings.database.slotName,
+                                                             publication: settings.database.publicationName,
+                                                             confirmed: session?.reported ?? consumer.confirmedLSN) {
+                    stop(failure)
+                } else {
+                    logger.warning("replication interrupted; reconnecting", metadata: ["error": "\(error)", "retry_in_s": "\(delay)"])
+                }
             } catch {
                 logger.warning("replication interrupted; reconnecting", metadata: ["error": "\(error)", "retry_in_s": "\(delay)"])
             }
-            if isStopping, let session {
+            if isStopping {
+                // Whatever was handed over goes to Kafka first; the slot is told only what was delivered.
                 consumer.drain(timeout: 30)
-                session.finish(confirmed: consumer.confirmedLSN)
+                session?.finish(confirmed: consumer.confirmedLSN)
                 return
             }
             status.disconnected()
@@ -82,6 +109,15 @@ public final class ReplicationSource: Sendable {
             delay = min(delay * 2, settings.maxReconnectDelay)
         }
         consumer.drain(timeout: 30)
+    }
+
+    /// Stops for good: the operator must act first.
+    private func stop(_ failure: ReplicationFailure) {
+        logger.error("replication cannot go on; stopping once what is in flight is delivered (up to 30 s)",
+                     metadata: ["reason": "\(failure.message)"])
+        stoppedBy.withLock { $0 = $0 ?? failure }
+        status.disconnected()
+        requestStop()
     }
 
     private func sleep(seconds: Double) {
@@ -108,10 +144,12 @@ public final class ReplicationSource: Sendable {
         /// The transaction whose chunk is being streamed (between Stream Start and Stream Stop).
         var streamingXid: UInt32?
         let serverWALAtStart: LSN
+        var watch: PublicationWatch
 
         init(settings: Settings, logger: Logger) throws(PostgresError) {
             self.settings = settings
             self.logger = logger
+            watch = PublicationWatch(database: settings.database, tables: settings.watchedTables, interval: settings.watchInterval)
             admin = try PostgresConnection(parameters: settings.database.connectionParameters, applicationName: "sluice-catalog")
             catalog = RelationCatalog(connection: admin)
             stream = try ReplicationStream(parameters: settings.database.connectionParameters)
@@ -126,7 +164,9 @@ public final class ReplicationSource: Sendable {
                                                 "server_wal": "\(identity.walPosition)"])
         }
 
-        func stream(into consumer: ChangeConsumer, source: ReplicationSource) throws(PostgresError) {
+        /// Streams until the source stops; throws a `PostgresError` when the connection fails, a
+        /// `ReplicationFailure` when sluice must stop.
+        func stream(into consumer: ChangeConsumer, source: ReplicationSource) throws {
             var transaction: TransactionInfo?
             var position = TransactionPosition()
             while !source.isStopping {
@@ -142,7 +182,7 @@ public final class ReplicationSource: Sendable {
                     if replyRequested { try sendStatus(consumer.confirmedLSN, replyRequested: false) }
                 case .xlogData(let walStart, let walEnd, let payload):
                     received = max(received, walEnd, walStart)
-                    if let xid = streamingXid, try keepStreamed(payload, xid: xid, at: walStart) { break }
+                    if let xid = streamingXid, try keepStreamed(payload, xid: xid, at: walStart, consumer: consumer) { break }
                     let message: PgOutputMessage
                     do { message = try PgOutputDecoder.decode(payload) } catch {
                         throw PostgresError(.replication, "could not decode a message at \(walStart): \(error)")
@@ -165,7 +205,7 @@ public final class ReplicationSource: Sendable {
                         if let current = transaction { consumer.transactionCommitted(current, endLSN: endLSN) }
                         transaction = nil
                     case .relation(let description):
-                        relations[description.id] = try catalog.relation(from: description)
+                        try learn(try catalog.relation(from: description), consumer: consumer)
                     case .insert, .update, .delete, .truncate:
                         try deliverRowChange(message, transaction, &position, consumer)
                     case .message(let transactional, let lsn, let prefix, let content):
@@ -186,20 +226,36 @@ public final class ReplicationSource: Sendable {
                 let now = Date()
                 try reportIfDue(consumer.confirmedLSN, now: now)
                 try heartbeatIfDue(now: now)
+                if let problems = try watch.checkIfDue(now: now, on: admin, confirmed: reported, logger: logger) {
+                    source.status.setProblems(problems)
+                }
             }
+        }
+
+        /// A Relation message: the relation as it is now. A table the stream knew under another name
+        /// was renamed; the consumer says whether that stops sluice (before any of its changes under
+        /// the new name is handed over).
+        private func learn(_ relation: Relation, consumer: ChangeConsumer) throws(ReplicationFailure) {
+            if let known = relations[relation.id], known.qualifiedName != relation.qualifiedName,
+               let reason = consumer.relationRenamed(from: known, to: relation) {
+                throw ReplicationFailure(.tableRenamed, reason)
+            }
+            relations[relation.id] = relation
         }
 
         /// Inside a streamed chunk: Relation messages update the cache now; changes go to the spill
         /// file until the transaction commits. Returns false for messages handled the usual way.
-        private func keepStreamed(_ payload: [UInt8], xid: UInt32, at lsn: LSN) throws(PostgresError) -> Bool {
+        private func keepStreamed(_ payload: [UInt8], xid: UInt32, at lsn: LSN, consumer: ChangeConsumer) throws -> Bool {
             guard let kind = payload.first, PgOutputDecoder.streamedKinds.contains(kind) else { return false }
             switch kind {
             case UInt8(ascii: "R"):
                 do {
                     if case .relation(let description) = try PgOutputDecoder.decode(payload, streamed: true) {
-                        relations[description.id] = try catalog.relation(from: description)
+                        try learn(try catalog.relation(from: description), consumer: consumer)
                     }
                 } catch let error as PostgresError {
+                    throw error
+                } catch let error as ReplicationFailure {
                     throw error
                 } catch {
                     throw PostgresError(.replication, "could not decode a streamed message at \(lsn): \(error)")

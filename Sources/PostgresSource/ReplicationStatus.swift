@@ -6,6 +6,7 @@ import Synchronization
 public final class ReplicationStatus: Sendable {
     private let connectedFlag = Atomic<Bool>(false)
     private let serverPosition = Atomic<UInt64>(0)
+    private let currentProblems = Mutex<[String]>([])
 
     public init() {}
 
@@ -20,4 +21,10 @@ public final class ReplicationStatus: Sendable {
     func disconnected() { connectedFlag.store(false, ordering: .relaxed) }
 
     func advance(to wal: LSN) { serverPosition.max(wal.rawValue, ordering: .relaxed) }
+
+    /// What is wrong with the tables the configuration names (dropped, removed from the publication),
+    /// one line each; empty when nothing is.
+    public var problems: [String] { currentProblems.withLock { $0 } }
+
+    func setProblems(_ problems: [String]) { currentProblems.withLock { $0 = problems } }
 }

@@ -50,7 +50,7 @@ public final class ReplicationStream {
         defer { PQclear(result) }
         guard PQresultStatus(result) == PGRES_COPY_BOTH else {
             let message = PostgresConnection.trimmed(String(cString: PQresultErrorMessage(result)))
-            throw PostgresError(.replication, "START_REPLICATION failed: \(message)")
+            throw PostgresError(.replication, "START_REPLICATION failed: \(message)", sqlState: Self.sqlState(of: result))
         }
     }
 
@@ -74,7 +74,8 @@ public final class ReplicationStream {
         let length = PQgetCopyData(connection.handle, &buffer, 1)
         if length == 0 { return nil }
         if length == -1 {
-            throw PostgresError(.replication, "the server ended the replication stream: \(finalError())")
+            let (message, state) = finalError()
+            throw PostgresError(.replication, "the server ended the replication stream: \(message)", sqlState: state)
         }
         if length < 0 { throw PostgresError(.replication, "replication connection lost: \(connection.lastError)") }
         guard let buffer else { return nil }
@@ -93,14 +94,21 @@ public final class ReplicationStream {
         }
     }
 
-    private func finalError() -> String {
+    /// The server's error(s) at the end of the stream, and the first one's SQLSTATE.
+    private func finalError() -> (message: String, sqlState: String?) {
         var messages: [String] = []
+        var state: String?
         while let result = PQgetResult(connection.handle) {
             let text = PostgresConnection.trimmed(String(cString: PQresultErrorMessage(result)))
             if !text.isEmpty { messages.append(text) }
+            state = state ?? Self.sqlState(of: result)
             PQclear(result)
         }
-        return messages.isEmpty ? connection.lastError : messages.joined(separator: "; ")
+        return (messages.isEmpty ? connection.lastError : messages.joined(separator: "; "), state)
+    }
+
+    static func sqlState(of result: OpaquePointer) -> String? {
+        PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
     }
 
     /// Standby status update ('r'): received, flushed and applied positions, and the clock.

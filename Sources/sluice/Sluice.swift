@@ -135,6 +135,7 @@ struct Run: AsyncParsableCommand {
         if let error = error as? PostgresError { return error.description }
         if let error = error as? KafkaError { return error.description }
         if let error = error as? StateFileError { return error.description }
+        if let error = error as? ReplicationFailure { return error.description }
         return "\(error)"
     }
 }

@@ -55,8 +55,11 @@ struct DeliveryStateMachine {
 
     // MARK: - Capacity
 
-    /// True while fewer than max_ack_pending messages are in flight and those in memory fit max_memory_mb.
-    var hasCapacity: Bool { books.inFlightByID.count < limits.maxAckPending && books.memoryBytes < limits.maxMemoryBytes }
+    /// True while fewer than max_ack_pending messages are in flight and those in memory — including parks
+    /// waiting for their ledger write — fit max_memory_mb.
+    var hasCapacity: Bool {
+        books.inFlightByID.count < limits.maxAckPending && books.memoryBytes + books.unwrittenParkBytes < limits.maxMemoryBytes
+    }
     var inFlightCount: Int { books.inFlightByID.count }
     var parkedCount: Int { groups.values.reduce(0) { $0 + $1.parked } }
 
@@ -101,6 +104,7 @@ struct DeliveryStateMachine {
     /// The writes are durable: parked messages' tokens settle, their groups are retried from the ledger.
     mutating func ledgerWritten(_ writes: LedgerWrites) -> DeliveryActions {
         var actions = DeliveryActions()
+        books.unwrittenParkBytes -= writes.parks.reduce(0) { $0 + $1.beforeFunctions.value.count }
         for park in writes.parks {
             books.retryCandidates.insert(park.group)
             if park.checkpointToken != 0 { actions.settle.append(park.checkpointToken) }
@@ -265,6 +269,10 @@ extension DeliveryStateMachine {
         var memoryBytes = 0
         /// Ledger writes decided and not yet performed.
         var unwritten = LedgerWrites()
+        /// Bytes of the parks in `unwritten` (and in the owner's hands until `ledgerWritten`): held in
+        /// memory until written, so counted against max_memory_mb too — with the state file unwritable
+        /// (a full disk), reading pauses instead of memory growing.
+        var unwrittenParkBytes = 0
         /// Groups that may have parked messages: those the ledger held at start and every group whose
         /// parks were written since. A group leaves once it has nothing parked, so a tick looks at these only.
         var retryCandidates: Set<String>
@@ -339,6 +347,7 @@ extension DeliveryStateMachine {
         mutating func park(_ messages: [OutgoingMessage], in group: inout Group, actions: inout DeliveryActions) {
             for var message in messages {
                 message.isParked = true
+                unwrittenParkBytes += message.beforeFunctions.value.count
                 unwritten.parks.append(message)
             }
             group.parked += messages.count

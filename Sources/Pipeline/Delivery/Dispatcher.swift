@@ -31,6 +31,8 @@ final class Dispatcher: @unchecked Sendable {
     var workerSignalled = false
     private var stopping = false
     private let workerDone = DispatchSemaphore(value: 0)
+    /// Whether writes to the state file succeed (see Dispatcher+LedgerHealth.swift).
+    let ledgerHealth = LedgerHealth()
 
     init(sink: SinkConfig, makeProducer: @escaping () throws -> any MessageProducer, ledger: DeliveryLedger, logger: Logger,
          metrics: SinkMetrics, retryStages: SinkStages, clock: @escaping @Sendable () -> Date = { Date() },
@@ -187,11 +189,12 @@ final class Dispatcher: @unchecked Sendable {
                 do {
                     try write(writes)
                 } catch {
-                    logger.error("could not write the ledger; retrying", metadata: ["error": "\(error)", "path": "\(ledger.path)"])
+                    reportLedgerFailure(error, pending: writes)
                     lock.withLock { state.ledgerWriteFailed(writes) }
                     Thread.sleep(forTimeInterval: 1)
                     continue
                 }
+                reportLedgerWritten(parks: true)
                 perform(lock.withLock { state.ledgerWritten(writes) }, producing: nil)
             }
             if clock().timeIntervalSince(lastDeliveredSave) >= 1 || exit {
@@ -269,16 +272,20 @@ final class Dispatcher: @unchecked Sendable {
     private func saveDelivered() {
         // Taken under the lock as they are (references); made into records after it, so that up to a
         // second's worth of conversions never holds up delivery reports.
+        // After a failed save the bodies are written again even with nothing new: that write tells when
+        // the state file takes writes again.
+        let retrying = ledgerHealth.isFailing(.delivered)
         lock.lock()
         let unsaved = state.takeUnsavedDeliveries()
-        let recent = unsaved.isEmpty ? [] : Array(state.recentlyDelivered.suffix(DeliveryLedger.recentBodiesKept))
+        let recent = unsaved.isEmpty && !retrying ? [] : Array(state.recentlyDelivered.suffix(DeliveryLedger.recentBodiesKept))
         lock.unlock()
         let bodies = recent.isEmpty ? nil : recent.map(\.outgoing.beforeFunctions.value)
         do {
             try ledger.recordDelivered(unsaved.map { $0.delivered(sink: sink.name) })
             if let bodies { try ledger.replaceRecentBodies(sink: sink.name, bodies) }
+            if !unsaved.isEmpty || retrying { reportLedgerWritten(parks: false) }
         } catch {
-            logger.warning("could not save recently delivered messages", metadata: ["error": "\(error)"])
+            reportLedgerFailure(error, pending: nil)
         }
     }
 

@@ -274,6 +274,13 @@ public final class InspectorSlot: Sendable {
 }
 
 extension MessageInspector {
+    /// What keeps sluice from working as configured, one line each: a state file it cannot write (per
+    /// sink), a table dropped or taken out of the publication. Empty when nothing is wrong.
+    public func problems() -> [String] {
+        let ledger = sinks.compactMap { entry in entry.dispatcher?.stateFileProblem.map { "sink \(entry.config.name): \($0)" } }
+        return ledger + (replication?.problems ?? [])
+    }
+
     /// True if every sink's brokers answer a metadata request (blocks up to `timeout` per sink).
     public func brokersAnswer(timeout: Double) -> Bool {
         sinks.allSatisfy { entry in

@@ -40,6 +40,19 @@ final class OwnBroker {
         if !ready { throw TestSetupError("own broker did not start on \(hosts)") }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing answers, as in a network
+    /// partition, and it loses nothing (unlike a stop; see ARCHITECTURE.md).
+    func freeze() {
+        guard let process, process.isRunning else { return }
+        kill(process.processIdentifier, SIGSTOP)
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    func thaw() {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGCONT)
+    }
+
     /// Stops the broker (SIGTERM, so it saves its data) and waits until it is gone.
     func stop() {
         guard let process, process.isRunning else { return }
@@ -49,6 +62,7 @@ final class OwnBroker {
     }
 
     deinit {
+        thaw()
         stop()
         try? FileManager.default.removeItem(at: dataDirectory)
     }

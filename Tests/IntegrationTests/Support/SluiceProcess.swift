@@ -44,6 +44,18 @@ final class SluiceProcess {
         Foundation.kill(process.processIdentifier, signal)
     }
 
+    /// Waits up to `timeout` seconds for sluice to stop by itself; its exit status, nil if it still runs.
+    func waitForExit(timeout: Double) -> Int32? {
+        guard eventually(timeout: timeout, { !process.isRunning }) else { return nil }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// The line sluice logs when it stops on an error (`critical … sluice stopped`), if it did.
+    var stopLine: String? {
+        log.split(separator: "\n").last { $0.contains("critical") && $0.contains("sluice stopped") }.map(String.init)
+    }
+
     /// Sends SIGTERM and waits for the exit; returns the exit status.
     @discardableResult
     func stop(timeout: Double = 40) -> Int32 {
