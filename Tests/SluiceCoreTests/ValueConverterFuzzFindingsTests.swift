@@ -23,6 +23,23 @@ struct ValueConverterFuzzFindingsTests {
         #expect(try parseJSON(json) as? String == text)
     }
 
+    /// An array nested far deeper than PostgreSQL's 6 dimensions (found with the fuzz target's replay
+    /// tool on a 100 kB input, past libFuzzer's default input size): each level was a recursive call,
+    /// and the stack ran out.
+    @Test func arrayNestedDeeperThanPostgresAllows() throws {
+        let text = String(repeating: "{", count: 100_000) + "1" + String(repeating: "}", count: 100_000)
+        let json = ValueConverter.convert(text, kind: .array(element: .integer, delimiter: UInt8(ascii: ",")))
+        #expect(try parseJSON(json) as? String == text)
+    }
+
+    /// Six dimensions, PostgreSQL's limit (MAXDIM), and a few more still convert.
+    @Test func arrayWithManyDimensionsStillConverts() {
+        let kind = ValueKind.array(element: .integer, delimiter: UInt8(ascii: ","))
+        #expect(ValueConverter.convert("{{{{{{1,2}}}}}}", kind: kind) == "[[[[[[1,2]]]]]]")
+        let deep = String(repeating: "{", count: 32) + "7" + String(repeating: "}", count: 32)
+        #expect(ValueConverter.convert(deep, kind: kind) == String(repeating: "[", count: 32) + "7" + String(repeating: "]", count: 32))
+    }
+
     /// The largest interval PostgreSQL prints still converts exactly.
     @Test func largestIntervalStillConverts() {
         #expect(ValueConverter.convert("P178956970Y7M2147483647DT2562047788H54.775807S", kind: .interval)
