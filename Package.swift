@@ -114,7 +114,7 @@ let package = Package(
         // MARK: - Fuzz targets
         // scripts/fuzz builds each one with libFuzzer (-sanitize=fuzzer,address -DSLUICE_LIBFUZZER) into
         // .build-fuzz; a plain build makes them replay tools: `swift run FuzzValues Fuzz/Corpus/values`.
-        .target(name: "FuzzSupport", path: "Fuzz/Support"),
+        .target(name: "FuzzSupport", dependencies: ["SluiceCore"], path: "Fuzz/Support"),
         .executableTarget(name: "FuzzPgOutput", dependencies: ["FuzzSupport", "PostgresSource", "SluiceCore"],
                           path: "Fuzz/PgOutput"),
         .executableTarget(name: "FuzzValues", dependencies: ["FuzzSupport", "SluiceCore"], path: "Fuzz/Values"),

@@ -1,3 +1,4 @@
+import Foundation
 import FuzzSupport
 import Logging
 import PostgresSource
@@ -28,9 +29,12 @@ enum AnnotationsTarget {
                                 transaction: TransactionInfo(xid: 7, commitLSN: LSN(1), commitTimestamp: 0), commitIndex: 0)
             change.transactionAnnotations = annotations
             let value = encoder.encode(change, topic: "orders").value
-            if let problem = JSONCheck.problem(in: value) {
+            if let problem = JSONValidator.problem(in: value) {
                 FuzzRun.require(false, "annotations \(content) made a message that is not JSON: \(problem)")
             }
+            // A second opinion on the whole message, from a parser that shares no code with the check.
+            FuzzRun.require((try? JSONSerialization.jsonObject(with: Data(value))) != nil,
+                            "annotations \(content) made a message Foundation cannot read")
         }
         if first & 2 != 0 {
             position.apply(prefix: prefix + "clear", content: content, xid: 7, logger: logger)

@@ -59,7 +59,7 @@ enum FunctionMessageTarget {
         for transform in transforms {
             guard let output = try? transform.transform(value) else { continue }
             // Strings pass through as they came, so UTF-8 is not demanded; the structure is.
-            if let problem = JSONCheck.problem(in: output, requireUTF8: false) {
+            if let problem = JSONValidator.problem(in: output, requireUTF8: false) {
                 FuzzRun.require(false, "\(transform.config.name) wrote something that is not JSON (\(problem)): "
                                     + String(decoding: output.prefix(300), as: UTF8.self))
             }

@@ -67,9 +67,9 @@ enum PgOutputTarget {
                 keys += relation.columnKeysJSON[range] + Array("0".utf8)
             }
             keys.append(UInt8(ascii: "}"))
-            FuzzRun.require(JSONCheck.problem(in: keys) == nil, "column keys are not JSON: \(JSONCheck.problem(in: keys)!)")
+            FuzzRun.require(JSONValidator.problem(in: keys) == nil, "column keys are not JSON: \(JSONValidator.problem(in: keys)!)")
             let head = relation.metadataHeadJSON + Array("}".utf8)
-            FuzzRun.require(JSONCheck.problem(in: head) == nil, "metadata head is not JSON: \(JSONCheck.problem(in: head)!)")
+            FuzzRun.require(JSONValidator.problem(in: head) == nil, "metadata head is not JSON: \(JSONValidator.problem(in: head)!)")
         default:
             break
         }
@@ -81,7 +81,7 @@ enum PgOutputTarget {
             let value = message.value
             // Text values pass through byte for byte (a SQL_ASCII database can send any bytes), so
             // UTF-8 is not demanded here; the structure is.
-            if let problem = JSONCheck.problem(in: value, requireUTF8: false) {
+            if let problem = JSONValidator.problem(in: value, requireUTF8: false) {
                 FuzzRun.require(false, "\(change.action) message is not JSON: \(problem): \(String(decoding: value, as: UTF8.self))")
             }
             guard let layout = message.layout else { continue }

@@ -61,7 +61,7 @@ enum ValuesTarget {
         ValueConverter.write(text: text, kind: kind, to: &json)
         guard !embedsJSON(kind) else { return }
         // Text passes through byte for byte, so UTF-8 is not demanded; the structure is.
-        if let problem = JSONCheck.problem(in: json.bytes, requireUTF8: false) {
+        if let problem = JSONValidator.problem(in: json.bytes, requireUTF8: false) {
             FuzzRun.require(false, "\(kind): \(problem): \(String(decoding: json.bytes, as: UTF8.self))")
         }
     }

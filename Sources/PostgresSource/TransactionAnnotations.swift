@@ -40,8 +40,11 @@ public struct TransactionPosition {
         }
     }
 
+    /// JSON that a message can embed as it is: strict JSON text in UTF-8 (Foundation's parser alone
+    /// also takes trailing commas, a byte order mark and UTF-16, which would break every message that
+    /// carries it), that Foundation reads too (it refuses numbers past a double and lone surrogates).
     static func isJSON(_ content: [UInt8]) -> Bool {
-        guard !content.isEmpty else { return false }
+        guard JSONValidator.problem(in: content) == nil else { return false }
         return (try? JSONSerialization.jsonObject(with: Data(content), options: [.fragmentsAllowed])) != nil
     }
 }

@@ -74,7 +74,7 @@ public enum ValueConverter {
 
     /// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`. Rejects NaN, Infinity
     /// and anything else that is not a JSON number.
-    static func isJSONNumber(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+    public static func isJSONNumber(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         let count = text.count
         @inline(__always) func isDigit(_ i: Int) -> Bool { i < count && text[i] >= 0x30 && text[i] <= 0x39 }

@@ -1,7 +1,7 @@
-/// A strict JSON checker (RFC 8259) for the fuzz targets' oracles: what Sluice writes into a message
-/// must be JSON a consumer can parse, whatever the input was. Iterative, so deep nesting cannot
-/// overflow the stack of the fuzzer itself.
-public enum JSONCheck {
+/// A strict JSON check (RFC 8259: one value, no trailing commas, escaped control characters, UTF-8):
+/// for JSON text Sluice embeds in a message as it is (transaction annotations), and for the fuzz
+/// targets' oracles. Iterative, so deep nesting cannot overflow the stack.
+public enum JSONValidator {
     /// nil when `bytes` hold exactly one JSON value (whitespace around it allowed), otherwise what is
     /// wrong and where. `requireUTF8` also checks that the text is valid UTF-8 (a JSON text must be).
     public static func problem(in bytes: [UInt8], requireUTF8: Bool = true) -> String? {
@@ -134,22 +134,17 @@ public enum JSONCheck {
             throw Failure(reason: "unterminated string")
         }
 
-        /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+        /// A number token, by the grammar `ValueConverter` checks numbers with.
         mutating func number() throws(Failure) {
-            if peek == UInt8(ascii: "-") { index += 1 }
-            guard let first = peek, isDigit(first) else { throw Failure(reason: "not a value") }
-            index += 1
-            if first != UInt8(ascii: "0") { while let byte = peek, isDigit(byte) { index += 1 } }
-            if peek == UInt8(ascii: ".") {
+            let start = index
+            while let byte = peek, isDigit(byte) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
+                    || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
                 index += 1
-                guard let byte = peek, isDigit(byte) else { throw Failure(reason: "no digit after '.'") }
-                while let byte = peek, isDigit(byte) { index += 1 }
             }
-            if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
-                index += 1
-                if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { index += 1 }
-                guard let byte = peek, isDigit(byte) else { throw Failure(reason: "no digit in the exponent") }
-                while let byte = peek, isDigit(byte) { index += 1 }
+            guard index > start else { throw Failure(reason: "not a value") }
+            guard ValueConverter.isJSONNumber(UnsafeBufferPointer(rebasing: bytes[start..<index])) else {
+                index = start
+                throw Failure(reason: "not a JSON number")
             }
         }
 
