@@ -104,6 +104,7 @@ let package = Package(
         .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "KafkaMock", "SluiceCore"]),
         .testTarget(name: "FunctionsTests", dependencies: ["Functions", "SluiceCore"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", "Pipeline", "SluiceCore"]),
+        .testTarget(name: "ConfigYAMLTests", dependencies: ["ConfigYAML", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "KafkaMock", "Ledger",

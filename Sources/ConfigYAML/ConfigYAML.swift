@@ -12,24 +12,49 @@ public enum ConfigYAML {
         public var description: String { reason }
     }
 
+    /// The most values a document may hold once its aliases are expanded. Aliases of lists of aliases
+    /// ("billion laughs") let a few lines stand for billions of values; a real configuration has a
+    /// few hundred.
+    public static let maxValues = 100_000
+
     /// The document as a tree, or nil for an empty document.
     public static func node(fromYAML text: String) throws(ParseError) -> ConfigNode? {
+        let node: Node?
         do {
-            return try Yams.compose(yaml: text).map(convert)
+            node = try Yams.compose(yaml: text)
         } catch {
             throw ParseError(reason: describe(error))
         }
+        guard let node else { return nil }
+        var budget = maxValues
+        guard let tree = convert(node, budget: &budget) else {
+            throw ParseError(reason: "the document holds more than \(maxValues) values once its aliases (*name) are expanded")
+        }
+        return tree
     }
 
-    static func convert(_ node: Node) -> ConfigNode {
+    /// nil when the budget runs out.
+    static func convert(_ node: Node, budget: inout Int) -> ConfigNode? {
+        budget -= 1
+        guard budget >= 0 else { return nil }
         switch node {
         case .scalar(let scalar):
             if scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) { return .null }
             return .scalar(scalar.string)
         case .sequence(let sequence):
-            return .sequence(sequence.map(convert))
+            var items: [ConfigNode] = []
+            for item in sequence {
+                guard let converted = convert(item, budget: &budget) else { return nil }
+                items.append(converted)
+            }
+            return .sequence(items)
         case .mapping(let mapping):
-            return .mapping(mapping.map { pair in (pair.key.string ?? "\(pair.key)", convert(pair.value)) })
+            var pairs: [(String, ConfigNode)] = []
+            for pair in mapping {
+                guard let value = convert(pair.value, budget: &budget) else { return nil }
+                pairs.append((pair.key.string ?? "\(pair.key)", value))
+            }
+            return .mapping(pairs)
         case .alias:
             return .null
         }
