@@ -68,26 +68,29 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // What the console reads from requests (bodies, queries, forms), parsed without a server.
+        .target(name: "ConsoleRequests", dependencies: ["Pipeline", "SluiceCore"]),
         .target(
             name: "Console",
             dependencies: [
-                "Pipeline", "Ledger", "SluiceCore", "PostgresSource",
+                "Pipeline", "Ledger", "SluiceCore", "PostgresSource", "ConsoleRequests",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // sluice.yml (and a Sequin file) as YAML text → ConfigNode.
+        .target(name: "ConfigYAML", dependencies: ["SluiceCore", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceCore", "PostgresSource", "KafkaSink", "Ledger", "Functions", "Pipeline", "Console",
+                "SluiceCore", "PostgresSource", "KafkaSink", "Ledger", "Functions", "Pipeline", "Console", "ConfigYAML",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
 
@@ -101,11 +104,29 @@ let package = Package(
         .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "KafkaMock", "SluiceCore"]),
         .testTarget(name: "FunctionsTests", dependencies: ["Functions", "SluiceCore"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", "Pipeline", "SluiceCore"]),
+        .testTarget(name: "ConfigYAMLTests", dependencies: ["ConfigYAML", "SluiceCore"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["SluiceCore", "PostgresSource", "KafkaSink", "KafkaMock", "Ledger",
                            .product(name: "Yams", package: "Yams")],
             exclude: ["Fixtures"]
         ),
+
+        // MARK: - Fuzz targets
+        // scripts/fuzz builds each one with libFuzzer (-sanitize=fuzzer,address -DSLUICE_LIBFUZZER) into
+        // .build-fuzz; a plain build makes them replay tools: `swift run FuzzValues Fuzz/Corpus/values`.
+        .target(name: "FuzzSupport", dependencies: ["SluiceCore"], path: "Fuzz/Support"),
+        .executableTarget(name: "FuzzPgOutput", dependencies: ["FuzzSupport", "PostgresSource", "SluiceCore"],
+                          path: "Fuzz/PgOutput"),
+        .executableTarget(name: "FuzzValues", dependencies: ["FuzzSupport", "SluiceCore"], path: "Fuzz/Values"),
+        .executableTarget(name: "FuzzAnnotations",
+                          dependencies: ["FuzzSupport", "PostgresSource", "SluiceCore", .product(name: "Logging", package: "swift-log")],
+                          path: "Fuzz/Annotations"),
+        .executableTarget(name: "FuzzFunctionMessage", dependencies: ["FuzzSupport", "Functions", "SluiceCore"],
+                          path: "Fuzz/FunctionMessage"),
+        .executableTarget(name: "FuzzConfig", dependencies: ["FuzzSupport", "ConfigYAML", "SluiceCore"], path: "Fuzz/Config"),
+        .executableTarget(name: "FuzzConsoleRequest",
+                          dependencies: ["FuzzSupport", "ConsoleRequests", "Pipeline", "Ledger", "SluiceCore"],
+                          path: "Fuzz/ConsoleRequest"),
     ]
 )

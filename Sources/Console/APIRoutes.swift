@@ -1,3 +1,4 @@
+import ConsoleRequests
 import Foundation
 import Hummingbird
 import Pipeline
@@ -35,20 +36,13 @@ struct APIRoutes: Sendable {
 
     private func messages(_ request: Request, sink: String) throws -> MessageListResponse {
         let query = request.uri.queryParameters
-        var states = MessageState.allCases
-        if let text = query.get("state") {
-            guard let state = MessageState(rawValue: String(text)) else {
-                throw APIError(.badRequest, "state: \"\(text)\" — use in_flight, waiting, failing, delivered or cancelled")
-            }
-            states = [state]
+        let list: MessageListQuery
+        do throws(RequestError) {
+            list = try MessageListQuery(state: query.get("state").map { String($0) }, limit: query.get("limit").map { String($0) })
+        } catch {
+            throw APIError(.badRequest, error.message)
         }
-        var limit = 100
-        if let text = query.get("limit") {
-            guard let value = Int(String(text)), (1...MessageInspector.maxLimit).contains(value) else {
-                throw APIError(.badRequest, "limit: \"\(text)\" — give a whole number from 1 to \(MessageInspector.maxLimit)")
-            }
-            limit = value
-        }
+        let states = list.states, limit = list.limit
         return try ask { inspector in
             var found: [InspectedMessage] = []
             for state in states where found.count < limit {

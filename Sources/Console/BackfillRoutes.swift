@@ -1,3 +1,4 @@
+import ConsoleRequests
 import Foundation
 import Hummingbird
 import Ledger
@@ -12,29 +13,17 @@ struct BackfillRoutes: Sendable {
             let sink = try context.parameters.require("sink")
             let body = try await request.body.collect(upTo: 1 << 20)
             guard let manager = inspectors.inspector?.backfills else { throw APIError.starting }
-            let object: [String: Any]
-            if body.readableBytes == 0 {
-                object = [:]
-            } else {
-                guard let parsed = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] else {
-                    throw APIError(.badRequest, "the body must be a JSON object: {\"tables\": [...], \"sort_column\": ..., \"start_position\": ...}")
-                }
-                object = parsed
+            let start: BackfillStartRequest
+            do throws(RequestError) {
+                start = try BackfillStartRequest(body: Data(buffer: body))
+            } catch {
+                throw APIError(.badRequest, error.message)
             }
-            let tables: [String]
-            switch object["tables"] {
-            case nil, is NSNull: tables = []
-            case let list as [String]: tables = list
-            case let single as String: tables = [single]
-            default: throw APIError(.badRequest, "tables: give a list of schema.table names")
-            }
-            let sortColumn = object["sort_column"] as? String
-            let startPosition = object["start_position"].flatMap { $0 is NSNull ? nil : "\($0)" }
             // Checking the tables talks to PostgreSQL: off the event loop.
             let result: Result<[BackfillRecord], InspectionError> = await withCheckedContinuation { continuation in
                 Thread.detachNewThread {
                     continuation.resume(returning: Result { () throws(InspectionError) in
-                        try manager.start(sink: sink, tables: tables, sortColumn: sortColumn, startPosition: startPosition)
+                        try manager.start(sink: sink, tables: start.tables, sortColumn: start.sortColumn, startPosition: start.startPosition)
                     })
                 }
             }

@@ -1,3 +1,4 @@
+import ConsoleRequests
 import Foundation
 import Hummingbird
 import Mustache
@@ -202,13 +203,6 @@ struct PageRoutes: Sendable {
     /// application/x-www-form-urlencoded fields.
     static func form(_ request: Request) async throws -> [String: String] {
         let buffer = try await request.body.collect(upTo: 64 * 1024)
-        let text = String(buffer: buffer)
-        var fields: [String: String] = [:]
-        for pair in text.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let decode = { (part: Substring) in String(part).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
-            fields[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
-        }
-        return fields
+        return FormFields.parse(String(buffer: buffer))
     }
 }

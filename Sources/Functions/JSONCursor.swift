@@ -56,8 +56,8 @@ struct JSONCursor {
 
     // MARK: - Strings
 
-    /// Where the first `"` or `\\` at or after `start` is (or a little before `end`: the caller
-    /// checks the last bytes one by one). Eight bytes at a time.
+    /// Where the first `"`, `\\` or control character (which JSON strings must escape) at or after
+    /// `start` is (or a little before `end`: the caller checks the last bytes one by one). Eight bytes at a time.
     @inline(__always)
     static func plainRun(_ base: UnsafePointer<UInt8>, from start: Int, to end: Int) -> Int {
         var at = start
@@ -65,8 +65,10 @@ struct JSONCursor {
         while at + 8 <= end {
             let word = UInt64(littleEndian: UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self))
             let quotes = word ^ 0x2222_2222_2222_2222, slashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
-            // A byte of 0 in either: its high bit is the lowest one set (exact for the first such byte).
-            let found = ((quotes &- ones) & ~quotes | (slashes &- ones) & ~slashes) & highs
+            // A byte of 0 in either, or a byte below 0x20 in the word: its high bit is the lowest one
+            // set (exact for the first such byte).
+            let controls = (word &- 0x2020_2020_2020_2020) & ~word
+            let found = ((quotes &- ones) & ~quotes | (slashes &- ones) & ~slashes | controls) & highs
             if found != 0 { return at + found.trailingZeroBitCount / 8 }
             at += 8
         }
@@ -88,6 +90,7 @@ struct JSONCursor {
                 return body(slice)
             }
             if byte == UInt8(ascii: "\\") { break }
+            if byte < 0x20 { throw unescapedControlCharacter() }
             index += 1
         }
         // Escapes: unescape into the scratch buffer.
@@ -126,11 +129,19 @@ struct JSONCursor {
                     Self.appendUTF8((0xD800..<0xE000).contains(scalar) ? 0xFFFD : scalar, to: &scratch)
                 default: throw unexpected("a valid escape")
                 }
+            case 0..<0x20:
+                index -= 1
+                throw unescapedControlCharacter()
             default:
                 scratch.append(byte)
             }
         }
         throw unexpected("the end of a string")
+    }
+
+    /// A raw byte below 0x20 inside a string: JSON wants it escaped (`\n`, `\u0001`).
+    private func unescapedControlCharacter() -> FunctionError {
+        FunctionError("the message is not valid JSON: at byte \(index), a control character inside a string (JSON escapes it, e.g. \\u0001)")
     }
 
     private mutating func readHex4() throws(FunctionError) -> UInt32 {
@@ -171,7 +182,8 @@ struct JSONCursor {
 
     // MARK: - Numbers and literals
 
-    /// The bytes of the number token at the cursor.
+    /// The bytes of the number token at the cursor, which must follow JSON's number grammar (a path
+    /// function or a transform may write it out as it came).
     mutating func readNumberToken() throws(FunctionError) -> Range<Int> {
         skipWhitespace()
         let start = index
@@ -183,14 +195,17 @@ struct JSONCursor {
                  UInt8(ascii: "e"), UInt8(ascii: "E"):
                 at += 1
             default:
-                index = at
-                if at == start { throw unexpected("a value") }
-                return start..<at
+                return try numberToken(start..<at)
             }
         }
-        index = at
-        if at == start { throw unexpected("a value") }
-        return start..<at
+        return try numberToken(start..<at)
+    }
+
+    private mutating func numberToken(_ token: Range<Int>) throws(FunctionError) -> Range<Int> {
+        if token.isEmpty { throw unexpected("a value") }
+        guard ValueConverter.isJSONNumber(UnsafeBufferPointer(rebasing: bytes[token])) else { throw unexpected("a number") }
+        index = token.upperBound
+        return token
     }
 
     mutating func readLiteral(_ word: StaticString) throws(FunctionError) {
@@ -269,7 +284,13 @@ struct JSONCursor {
                 index = at
                 return
             }
-            if byte != UInt8(ascii: "\\") { continue }
+            if byte != UInt8(ascii: "\\") {
+                if byte < 0x20 {
+                    index = at - 1
+                    throw unescapedControlCharacter()
+                }
+                continue
+            }
             index = at
             guard at < end else { throw unexpected("an escape") }
             let escape = base[at]

@@ -4,18 +4,21 @@ import SluiceCore
 
 /// Where the stream is inside one transaction: the next change's index, and the annotations that
 /// `pg_logical_emit_message(true, 'sequin:transaction_annotations.set', '<json>')` set for the changes
-/// that follow it (`….clear` clears them; the prefix `sluice:` works the same).
-struct TransactionPosition {
-    var commitIndex = 0
+/// that follow it (`….clear` clears them; the prefix `sluice:` works the same). Public for the
+/// fuzz target that feeds it hostile message content.
+public struct TransactionPosition {
+    public var commitIndex = 0
     /// Valid JSON text, or nil for none.
-    var annotations: [UInt8]?
+    public private(set) var annotations: [UInt8]?
     /// An invalid `set` is logged once per transaction.
     var warnedInvalid = false
 
-    static let prefixes = ["sequin:transaction_annotations.", "sluice:transaction_annotations."]
+    public static let prefixes = ["sequin:transaction_annotations.", "sluice:transaction_annotations."]
+
+    public init() {}
 
     /// Applies a transactional logical message; messages with other prefixes are left alone.
-    mutating func apply(prefix: String, content: [UInt8], xid: UInt32, logger: Logger) {
+    public mutating func apply(prefix: String, content: [UInt8], xid: UInt32, logger: Logger) {
         guard let base = Self.prefixes.first(where: { prefix.hasPrefix($0) }) else { return }
         switch prefix.dropFirst(base.count) {
         case "set":
@@ -37,8 +40,11 @@ struct TransactionPosition {
         }
     }
 
+    /// JSON that a message can embed as it is: strict JSON text in UTF-8 (Foundation's parser alone
+    /// also takes trailing commas, a byte order mark and UTF-16, which would break every message that
+    /// carries it), that Foundation reads too (it refuses numbers past a double and lone surrogates).
     static func isJSON(_ content: [UInt8]) -> Bool {
-        guard !content.isEmpty else { return false }
+        guard JSONValidator.problem(in: content) == nil else { return false }
         return (try? JSONSerialization.jsonObject(with: Data(content), options: [.fragmentsAllowed])) != nil
     }
 }

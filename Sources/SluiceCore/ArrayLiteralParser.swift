@@ -4,6 +4,9 @@ struct ArrayLiteralParser {
     let text: UnsafeBufferPointer<UInt8>
     let delimiter: UInt8
     var position = 0
+    /// PostgreSQL arrays have at most 6 dimensions (MAXDIM); text nested deeper is not an array
+    /// literal it printed, and each level costs a stack frame here.
+    static let maxDepth = 64
 
     init(text: UnsafeBufferPointer<UInt8>, delimiter: UInt8) {
         self.text = text
@@ -18,13 +21,13 @@ struct ArrayLiteralParser {
             position = equals + 1
         }
         var out = JSONWriter(capacity: text.count + 16)
-        guard parseArray(element: element, into: &out), position == text.count else { return false }
+        guard parseArray(element: element, into: &out, depth: 1), position == text.count else { return false }
         json.raw(out.bytes)
         return true
     }
 
-    private mutating func parseArray(element: ValueKind, into json: inout JSONWriter) -> Bool {
-        guard position < text.count, text[position] == UInt8(ascii: "{") else { return false }
+    private mutating func parseArray(element: ValueKind, into json: inout JSONWriter, depth: Int) -> Bool {
+        guard depth <= Self.maxDepth, position < text.count, text[position] == UInt8(ascii: "{") else { return false }
         position += 1
         json.raw(UInt8(ascii: "["))
         if position < text.count, text[position] == UInt8(ascii: "}") {
@@ -38,7 +41,7 @@ struct ArrayLiteralParser {
             first = false
             switch text[position] {
             case UInt8(ascii: "{"):
-                guard parseArray(element: element, into: &json) else { return false }
+                guard parseArray(element: element, into: &json, depth: depth + 1) else { return false }
             case UInt8(ascii: "\""):
                 guard let value = parseQuoted() else { return false }
                 value.withUnsafeBufferPointer { ValueConverter.write(text: $0, kind: element, to: &json) }

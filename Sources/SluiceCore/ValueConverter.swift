@@ -74,7 +74,7 @@ public enum ValueConverter {
 
     /// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`. Rejects NaN, Infinity
     /// and anything else that is not a JSON number.
-    static func isJSONNumber(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+    public static func isJSONNumber(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         let count = text.count
         @inline(__always) func isDigit(_ i: Int) -> Bool { i < count && text[i] >= 0x30 && text[i] <= 0x39 }
@@ -152,6 +152,8 @@ public enum ValueConverter {
             isBC = true
             chars.removeLast(3)
         }
+        // `1 BC`: the only space was the one before BC, so there is no time part.
+        guard space < chars.count else { json.string(utf8: text); return }
         let datePart = chars[..<space]
         var timePart = Array(chars[(space + 1)...])
         var zone: [UInt8] = []
@@ -237,11 +239,22 @@ public enum ValueConverter {
         json.raw(UInt8(ascii: "}"))
     }
 
+    /// nil when the text is not such an interval, or a part does not fit 64 bits (PostgreSQL's own
+    /// intervals always fit: months and days are 32-bit, the time part is 64-bit microseconds).
     static func parseISOInterval(_ text: UnsafeBufferPointer<UInt8>) -> (months: Int64, days: Int64, microseconds: Int64)? {
         guard text.first == UInt8(ascii: "P") else { return nil }
         var months: Int64 = 0, days: Int64 = 0, micros: Int64 = 0
         var inTime = false
         var number: [UInt8] = []
+        /// `total += number × factor`, false on overflow or when the number is not an integer.
+        func add(_ total: inout Int64, _ string: String, times factor: Int64) -> Bool {
+            guard let value = Int64(string) else { return false }
+            let (product, overflowed) = value.multipliedReportingOverflow(by: factor)
+            let (sum, sumOverflowed) = total.addingReportingOverflow(product)
+            if overflowed || sumOverflowed { return false }
+            total = sum
+            return true
+        }
         for byte in text.dropFirst() {
             switch byte {
             case UInt8(ascii: "T"): inTime = true
@@ -250,24 +263,28 @@ public enum ValueConverter {
             default:
                 let string = String(decoding: number, as: UTF8.self)
                 number.removeAll(keepingCapacity: true)
+                let added: Bool
                 switch (byte, inTime) {
-                case (UInt8(ascii: "Y"), false): guard let v = Int64(string) else { return nil }; months += v * 12
-                case (UInt8(ascii: "M"), false): guard let v = Int64(string) else { return nil }; months += v
-                case (UInt8(ascii: "W"), false): guard let v = Int64(string) else { return nil }; days += v * 7
-                case (UInt8(ascii: "D"), false): guard let v = Int64(string) else { return nil }; days += v
-                case (UInt8(ascii: "H"), true): guard let v = Int64(string) else { return nil }; micros += v * 3_600_000_000
-                case (UInt8(ascii: "M"), true): guard let v = Int64(string) else { return nil }; micros += v * 60_000_000
+                case (UInt8(ascii: "Y"), false): added = add(&months, string, times: 12)
+                case (UInt8(ascii: "M"), false): added = add(&months, string, times: 1)
+                case (UInt8(ascii: "W"), false): added = add(&days, string, times: 7)
+                case (UInt8(ascii: "D"), false): added = add(&days, string, times: 1)
+                case (UInt8(ascii: "H"), true): added = add(&micros, string, times: 3_600_000_000)
+                case (UInt8(ascii: "M"), true): added = add(&micros, string, times: 60_000_000)
                 case (UInt8(ascii: "S"), true):
-                    guard let v = secondsToMicros(string) else { return nil }
-                    micros += v
+                    guard let value = secondsToMicros(string) else { return nil }
+                    let (sum, overflowed) = micros.addingReportingOverflow(value)
+                    added = !overflowed
+                    micros = sum
                 default: return nil
                 }
+                guard added else { return nil }
             }
         }
         return number.isEmpty ? (months, days, micros) : nil
     }
 
-    /// `-6.5` → -6500000, exactly (no floating point).
+    /// `-6.5` → -6500000, exactly (no floating point); nil past 64 bits of microseconds.
     static func secondsToMicros(_ text: String) -> Int64? {
         let negative = text.hasPrefix("-")
         let body = negative || text.hasPrefix("+") ? text.dropFirst() : Substring(text)
@@ -279,7 +296,11 @@ public enum ValueConverter {
             guard let value = Int64(digits) else { return nil }
             fraction = value
         }
-        let magnitude = whole * 1_000_000 + fraction
-        return negative ? -magnitude : magnitude
+        let (scaled, overflowed) = whole.multipliedReportingOverflow(by: 1_000_000)
+        let (magnitude, sumOverflowed) = scaled.addingReportingOverflow(fraction)
+        guard !overflowed, !sumOverflowed else { return nil }
+        guard negative else { return magnitude }
+        let (negated, negationOverflowed) = Int64(0).subtractingReportingOverflow(magnitude)
+        return negationOverflowed ? nil : negated
     }
 }

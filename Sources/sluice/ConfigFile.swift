@@ -1,7 +1,7 @@
+import ConfigYAML
 import Foundation
 import Functions
 import SluiceCore
-import Yams
 
 /// Reads `sluice.yml`: YAML → `ConfigNode` → validated `SluiceConfig`.
 enum ConfigFile {
@@ -26,14 +26,13 @@ enum ConfigFile {
         } catch {
             throw .unreadable(path: path, reason: (error as NSError).localizedDescription)
         }
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: text)
+        let root: ConfigNode
+        do throws(ConfigYAML.ParseError) {
+            root = try ConfigYAML.node(fromYAML: text) ?? .mapping([])
         } catch {
             // Without the quoted source line: it could hold a password.
-            throw .invalidYAML(path: path, reason: ImportSequin.describe(error))
+            throw .invalidYAML(path: path, reason: error.reason)
         }
-        let root = node.map(convert) ?? .mapping([])
         let folder = (path as NSString).deletingLastPathComponent
         switch ConfigReader.read(root, environment: environment, baseDirectory: folder.isEmpty ? "." : folder) {
         case .success(let config):
@@ -55,20 +54,6 @@ enum ConfigFile {
                 // The message names its own place (`functions[0].code:3:`, the file, or the function).
                 return ConfigError(.invalidFunction, at: "", "\(error) (function \(function.name))", value: function.name)
             }
-        }
-    }
-
-    static func convert(_ node: Node) -> ConfigNode {
-        switch node {
-        case .scalar(let scalar):
-            if scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) { return .null }
-            return .scalar(scalar.string)
-        case .sequence(let sequence):
-            return .sequence(sequence.map(convert))
-        case .mapping(let mapping):
-            return .mapping(mapping.map { pair in (pair.key.string ?? "\(pair.key)", convert(pair.value)) })
-        case .alias:
-            return .null
         }
     }
 }

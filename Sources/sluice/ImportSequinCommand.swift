@@ -1,7 +1,7 @@
 import ArgumentParser
+import ConfigYAML
 import Foundation
 import SluiceCore
-import Yams
 
 /// `sluice import-sequin`: a Sequin user's sequin.yml becomes a Sluice configuration.
 struct ImportSequin: ParsableCommand {
@@ -67,28 +67,14 @@ struct ImportSequin: ParsableCommand {
         } catch {
             fail("\(from): cannot read the Sequin file: \((error as NSError).localizedDescription)", code: 2)
         }
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: text)
+        let node: ConfigNode?
+        do throws(ConfigYAML.ParseError) {
+            node = try ConfigYAML.node(fromYAML: text)
         } catch {
-            fail("\(from): not valid YAML — \(Self.describe(error))", code: 2)
+            fail("\(from): not valid YAML — \(error.reason)", code: 2)
         }
         guard let node else { fail("\(from): is empty — expected a Sequin configuration with databases: and sinks:", code: 2) }
-        return ConfigFile.convert(node)
-    }
-
-    /// Yams' message and position without the quoted source line, which could hold a password.
-    static func describe(_ error: Error) -> String {
-        guard let error = error as? YamlError else { return "the YAML parser failed" }
-        switch error {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-             .composer(let context, let problem, let mark, _):
-            return "line \(mark.line), column \(mark.column): \(problem)" + (context.map { " (\($0.text))" } ?? "")
-        case .reader(let problem, _, _, _): return problem
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            return "line \(context.mark.line): duplicate keys \(duplicates.joined(separator: ", "))"
-        default: return "the YAML parser failed"
-        }
+        return node
     }
 
     /// `sluice.yml` + `app` → `sluice.app.yml`.
