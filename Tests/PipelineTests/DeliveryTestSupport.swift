@@ -265,3 +265,18 @@ struct DeliveryDriver {
         Issue.record("the driver did not come to rest")
     }
 }
+
+/// Actions of several events as one (the driver performs them together); production code performs each event's own.
+extension DeliveryActions {
+    mutating func merge(_ other: DeliveryActions) {
+        produce += other.produce
+        cancel += other.cancel
+        settle += other.settle
+        wakeWorker = wakeWorker || other.wakeWorker
+        replaceProducer = replaceProducer || other.replaceProducer
+        retry += other.retry
+        if let at = other.wakeAt { wakeAt = min(wakeAt ?? at, at) }
+        counts.merge(other.counts)
+        notices += other.notices
+    }
+}

@@ -27,18 +27,6 @@ struct DeliveryActions {
     var counts = DeliveryCounts()
     /// What to tell the operator.
     var notices: [DeliveryNotice] = []
-
-    mutating func merge(_ other: DeliveryActions) {
-        produce += other.produce
-        cancel += other.cancel
-        settle += other.settle
-        wakeWorker = wakeWorker || other.wakeWorker
-        replaceProducer = replaceProducer || other.replaceProducer
-        retry += other.retry
-        if let at = other.wakeAt { wakeAt = min(wakeAt ?? at, at) }
-        counts.merge(other.counts)
-        notices += other.notices
-    }
 }
 
 /// Changes to a sink's counters, gathered while the state machine runs and recorded by its owner.
