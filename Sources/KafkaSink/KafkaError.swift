@@ -39,6 +39,12 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         self.category = .configuration
     }
 
+    /// A message Sluice knows is larger than `message.max.bytes` before handing it over; the same
+    /// error librdkafka gives for one it refuses.
+    public static func messageTooLarge(_ message: String) -> KafkaError {
+        KafkaError(code: RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue, message: message)
+    }
+
     public var isRetriable: Bool { category == .retriable }
 
     /// The message was purged from a producer being replaced (it may or may not have been delivered).

@@ -144,12 +144,20 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
 
     private func submit(_ change: Change, to sink: Sink) {
         let position = MessagePosition(commitLSN: change.transaction.commitLSN, commitIndex: change.commitIndex)
-        let message = sink.encoder.encode(change, topic: sink.config.destination.topic)
+        let topic = sink.config.destination.topic
+        let limit = sink.config.destination.maxMessageBytes
+        // Too large by its values alone, and no function that could shrink or drop it: not written.
+        let unwrittenSize = sink.stages.functions == nil ? sink.encoder.valueBytesAtLeast(change) : 0
+        let message = unwrittenSize > limit ? sink.encoder.unwritten(change, topic: topic) : sink.encoder.encode(change, topic: topic)
         let token = tracker.withLock { $0.addMessage() }
         let group = sink.grouping.groupKey(for: change, message: message)
-        sink.hand(OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
-                                  message: message, checkpointToken: token, action: change.action,
-                                  commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp))
+        var outgoing = OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
+                                       message: message, checkpointToken: token, action: change.action,
+                                       commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp)
+        guard unwrittenSize > limit else { return sink.hand(outgoing) }
+        outgoing.unwrittenSize = unwrittenSize
+        sink.dispatcher.submit(.tooLarge(outgoing, error: .messageTooLarge(
+            "its values alone are \(unwrittenSize) bytes, more than message.max.bytes (\(limit)); not written")))
     }
 
     /// A renamed table stops the stream when a sink selects it by its old name and not by its new one:

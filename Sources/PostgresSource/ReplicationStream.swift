@@ -85,12 +85,45 @@ public final class ReplicationStream {
         case UInt8(ascii: "w"):
             guard raw.count >= 25 else { throw PostgresError(.replication, "XLogData message too short") }
             return .xlogData(walStart: LSN(Self.readUInt64(raw, at: 1)), walEnd: LSN(Self.readUInt64(raw, at: 9)),
-                             payload: Array(raw[25...]))
+                             payload: Self.payload(of: raw, from: 25))
         case UInt8(ascii: "k"):
             guard raw.count >= 18 else { throw PostgresError(.replication, "keepalive message too short") }
             return .keepalive(walEnd: LSN(Self.readUInt64(raw, at: 1)), replyRequested: raw[17] != 0)
         default:
             throw PostgresError(.replication, "unexpected replication message kind \(raw.first ?? 0)")
+        }
+    }
+
+    /// Messages from this size on are copied out of libpq's buffer a megabyte at a time, giving back
+    /// each copied page of it (see `payload(of:from:)`).
+    static let largeMessageBytes = 8 << 20
+
+    /// `raw[start...]` as an array. libpq holds a message twice before we see it (its input buffer and
+    /// the copy `PQgetCopyData` makes for us); a third copy of a 100 MB row would cost 100 MB more at
+    /// its peak. So a large message is copied in steps, and the pages of libpq's copy already copied go
+    /// back to the kernel (`MADV_DONTNEED`) before the next step: the buffer is freed right after and
+    /// never read again; its first bytes, which malloc may use, are on a page that is kept.
+    static func payload(of raw: UnsafeRawBufferPointer, from start: Int) -> [UInt8] {
+        let count = raw.count - start
+        guard count >= largeMessageBytes, let source = raw.baseAddress else { return Array(raw[start...]) }
+        let page = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        let bufferStart = UInt(bitPattern: source)
+        // Pages wholly inside the buffer, after its first one.
+        var released = (bufferStart / page + 1) * page
+        return [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+            let step = 1 << 20
+            var copied = 0
+            while copied < count {
+                let length = min(step, count - copied)
+                memcpy(output.baseAddress! + copied, source + start + copied, length)
+                copied += length
+                let done = (bufferStart + UInt(start + copied)) / page * page
+                if done > released {
+                    _ = madvise(UnsafeMutableRawPointer(bitPattern: released), Int(done - released), MADV_DONTNEED)
+                    released = done
+                }
+            }
+            initialized = count
         }
     }
 

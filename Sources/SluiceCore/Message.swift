@@ -141,6 +141,33 @@ public struct MessageEncoder: Sendable {
         valueFormat == .sluice ? columns[index].kind : columns[index].sequinKind
     }
 
+    /// The bytes the JSON of `change` takes at least: its text and JSON values, which are written whole
+    /// (escapes only add). A row whose value alone is beyond Kafka's limit is known too large without
+    /// writing it, which would hold a 100 MB value once more.
+    public func valueBytesAtLeast(_ change: Change) -> Int {
+        guard let row = change.action == .delete ? change.old : change.new else { return 0 }
+        let columns = change.relation.columns
+        var total = 0
+        for (index, cell) in row.cells.enumerated() where index < columns.count {
+            guard case .text(let range) = cell else { continue }
+            switch kind(columns, index) {
+            case .text, .json: total += range.count
+            default: continue
+            }
+        }
+        return total
+    }
+
+    /// The message of `change` without its value: key, topic and primary keys, for a message cancelled
+    /// before it was written.
+    public func unwritten(_ change: Change, topic: String) -> Message {
+        let row = change.action == .delete ? change.old : change.new
+        let recordPKs = change.action == .truncate ? [] : change.relation.keyColumnIndexes.map { index in
+            row?.text(at: index) ?? change.old?.text(at: index) ?? ""
+        }
+        return Message(key: MessageKey.make(recordPKs), value: [], topic: topic, recordPKs: recordPKs)
+    }
+
     public func encode(_ change: Change, topic: String) -> Message {
         change.relation.columnKeysJSON.withUnsafeBufferPointer { encode(change, topic: topic, keyBytes: $0) }
     }

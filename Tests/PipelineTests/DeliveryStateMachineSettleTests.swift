@@ -152,6 +152,24 @@ import Testing
         #expect(driver.delivered.indexes == [2, 3])
     }
 
+    @Test func aMessageKnownTooLargeBeforeWritingIsCancelledAtOnceAndItsGroupGoesOn() {
+        var driver = DeliveryDriver(F.machine(depth: 1))
+        driver.submit(F.message(1))
+        let error = KafkaError.messageTooLarge("its values alone are 104857600 bytes")
+        var huge = F.message(2, size: 0)
+        huge.unwrittenSize = 104_857_600
+        let cancelled = driver.submit(.tooLarge(huge, error: error))
+        #expect(cancelled.cancel.map(\.outgoing.position) == [F.position(2)])
+        #expect(cancelled.cancel.first?.outgoing.size == 104_857_600 && cancelled.cancel.first?.error.category == .messageTooLarge)
+        #expect(cancelled.settle == [1002] && cancelled.produce.isEmpty)
+        #expect(cancelled.counts.cancelledTooLarge == 1 && cancelled.counts.inFlight == nil, "nothing went into flight")
+        #expect(driver.machine.memoryBytes == 10, "an unwritten message holds no memory")
+        #expect(driver.submit(F.message(3)).produce.isEmpty, "waits behind 1, as before")
+        driver.ackAll()
+        #expect(driver.delivered.indexes == [1, 3])
+        #expect(driver.machine.groups.isEmpty && driver.machine.unwritten.isEmpty && driver.machine.memoryBytes == 0)
+    }
+
     @Test func aTooLargeMessageInsideARunNeitherParksNorReplacesTheProducer() {
         var driver = DeliveryDriver(F.machine())
         for index in 1...3 { driver.submit(F.message(index)) }

@@ -106,6 +106,9 @@ enum StageResult {
     case drop(OutgoingMessage)
     /// A stage failed: park the message as it was before the stages.
     case failed(OutgoingMessage, stage: FailedStage, error: String)
+    /// Known too large for Kafka before it was written (`OutgoingMessage.unwrittenSize`): cancelled at
+    /// once, as Kafka would refuse it; it never joins its group, so the group goes on.
+    case tooLarge(OutgoingMessage, error: KafkaError)
 }
 
 /// Limits of one sink's delivery.

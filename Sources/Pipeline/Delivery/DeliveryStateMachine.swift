@@ -79,6 +79,10 @@ struct DeliveryStateMachine {
         case .send(let outgoing):
             books.enqueue(outgoing, group: &groups[outgoing.group, default: Group()], now: now, actions: &actions)
             actions.counts.inFlight = books.inFlightByID.count
+        case .tooLarge(let outgoing, let error):
+            actions.counts.cancelledTooLarge += 1
+            actions.cancel.append((outgoing, error))
+            actions.settle.append(outgoing.checkpointToken)
         }
         return actions
     }
@@ -166,7 +170,8 @@ struct DeliveryStateMachine {
         }
         let position: MessagePosition
         switch result {
-        case .send(let outgoing), .drop(let outgoing), .failed(let outgoing, _, _): position = outgoing.position
+        case .send(let outgoing), .drop(let outgoing), .failed(let outgoing, _, _), .tooLarge(let outgoing, _):
+            position = outgoing.position
         }
         // Cancelled or unparked meanwhile, or a message of its group in flight: nothing to do.
         guard shouldRetry(group: key, position: position) else { return actions }
@@ -177,8 +182,13 @@ struct DeliveryStateMachine {
             actions.produce.append(outgoing)
             actions.counts.sent += 1
             actions.counts.inFlight = books.inFlightByID.count
-        case .drop(let outgoing):
-            actions.counts.filtered += 1
+        case .drop(let outgoing), .tooLarge(let outgoing, _):
+            if case .tooLarge(_, let error) = result {
+                actions.counts.cancelledTooLarge += 1
+                actions.cancel.append((outgoing, error))
+            } else {
+                actions.counts.filtered += 1
+            }
             books.unwritten.unparks.append(outgoing.position)
             actions.counts.parked -= 1
             actions.wakeWorker = true

@@ -153,12 +153,12 @@ final class Dispatcher: @unchecked Sendable {
         let key = outgoing.keyText
         logger.error("message too large for Kafka; cancelled", metadata: [
             "sink": "\(sink.name)", "table": "\(outgoing.table)", "key": "\(key)", "topic": "\(outgoing.message.topic)",
-            "size_bytes": "\(outgoing.message.value.count)", "limit_bytes": "\(sink.destination.maxMessageBytes)",
+            "size_bytes": "\(outgoing.size)", "limit_bytes": "\(sink.destination.maxMessageBytes)",
             "error": "\(error)"])
         do {
             try ledger.recordCancelled(CancelledMessage(
                 sink: sink.name, group: outgoing.group, position: outgoing.position, table: outgoing.table,
-                topic: outgoing.message.topic, key: key, size: outgoing.message.value.count, reason: "too_large",
+                topic: outgoing.message.topic, key: key, size: outgoing.size, reason: "too_large",
                 error: error.description, action: outgoing.action.rawValue, recordPKs: outgoing.message.recordPKs,
                 deliverCount: outgoing.deliverCount))
         } catch {

@@ -58,6 +58,13 @@ struct OutgoingMessage: Sendable {
     /// What the ledger keeps of it.
     var beforeFunctions: Message { content.original ?? content.message }
 
+    /// For a message too large for Kafka by its values alone: the bytes it would have at least. Its
+    /// value was never written (it would hold a huge row once more) and it is cancelled as it arrives.
+    var unwrittenSize: Int?
+
+    /// Its size in bytes, as Kafka would see it (at least, for an unwritten one).
+    var size: Int { unwrittenSize ?? message.value.count }
+
     /// Bytes held in memory for it: also the copy before functions when a transform made a new value
     /// (filters and routing share the encoded bytes). Set once, at submit.
     var memoryCost = 0
