@@ -79,7 +79,11 @@ struct PageRoutes: Sendable {
         let cards: [[String: Any]] = status.sinks.map { sink in
             ["name": sink.name, "topic": sink.topic.isEmpty ? "(routed)" : sink.topic, "rate": String(format: "%.1f", sink.messagesPerSecond),
              "inFlight": sink.inFlight, "waiting": sink.waiting, "failing": sink.failing, "hasFailing": sink.failing > 0,
-             "delivered": sink.deliveredTotal, "cancelled": sink.cancelledTotal, "filtered": sink.filteredTotal]
+             "delivered": sink.deliveredTotal, "cancelled": sink.cancelledTotal, "filtered": sink.filteredTotal,
+             "exactlyOnce": sink.transactions != nil, "delivery": sink.delivery.replacingOccurrences(of: "_", with: "-"),
+             "committedPosition": sink.transactions?.committedPosition.map { "\($0.commitLSN) #\($0.commitIndex)" } ?? "none yet",
+             "transactionState": sink.transactions?.state ?? "",
+             "transactionError": sink.transactions?.lastError as Any]
         }
         return page("overview", title: "Overview", [
             "database": status.databaseName, "connected": status.connected, "slot": status.slotName,

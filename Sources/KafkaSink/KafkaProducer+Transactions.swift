@@ -57,5 +57,12 @@ public struct KafkaTransactionError: Error, Sendable, CustomStringConvertible {
             || (isFatal && error.code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH.rawValue)
     }
 
+    public init(error: KafkaError, isRetriable: Bool = false, requiresAbort: Bool = false, isFatal: Bool = false) {
+        self.error = error
+        self.isRetriable = isRetriable
+        self.requiresAbort = requiresAbort
+        self.isFatal = isFatal
+    }
+
     public var description: String { error.description }
 }

@@ -129,6 +129,14 @@ public final class KafkaProducer: @unchecked Sendable {
     /// True once librdkafka raised a fatal error: this producer can send nothing more.
     public var hasFatalError: Bool { rd_kafka_fatal_error(handle, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR }
 
+    /// The fatal error librdkafka raised, if any (a fenced transactional producer gets `_FENCED`).
+    public var fatalError: KafkaError? {
+        var text = [CChar](repeating: 0, count: 512)
+        let code = rd_kafka_fatal_error(handle, &text, text.count)
+        guard code != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return KafkaError(code: code.rawValue, message: Self.text(text), fatal: true)
+    }
+
     /// Messages handed to librdkafka and not yet reported.
     public var outstanding: Int { Int(rd_kafka_outq_len(handle)) }
 

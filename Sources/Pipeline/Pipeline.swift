@@ -25,6 +25,10 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let stages: SinkStages
         /// Batches messages for the enrichment query on its own thread, when the sink has one.
         let enrichment: EnrichmentBatcher?
+        /// Exactly-once: the position committed in `offsets_topic` when sluice started; the stream's
+        /// changes up to it are in Kafka already.
+        var committedPosition: MessagePosition?
+        var isExactlyOnce: Bool { config.delivery == .exactlyOnce }
 
         init(config: SinkConfig, index: Int, encoder: MessageEncoder, dispatcher: Dispatcher, metrics: SinkMetrics, stages: SinkStages,
              enrichment: EnrichmentBatcher?) {
@@ -41,6 +45,12 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         /// Through the sink's stages to its dispatcher.
         func hand(_ outgoing: OutgoingMessage) {
             if let enrichment { enrichment.enqueue(outgoing) } else { dispatcher.submit(stages.run(outgoing)) }
+        }
+
+        /// Exactly-once: a PostgreSQL transaction (or a backfill page) ended; after its messages, in order.
+        func transactionEnded() {
+            guard isExactlyOnce else { return }
+            if let enrichment { enrichment.transactionEnded() } else { dispatcher.transactionEnded() }
         }
     }
 
@@ -74,9 +84,25 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             // A message not acknowledged within park_after comes back as failed, and its group is parked.
             properties.removeAll { $0.0 == "message.timeout.ms" }
             properties.append(("message.timeout.ms", String(Int(sink.parkAfter * 1000))))
-            let makeProducer = {
-                try KafkaProducer(properties: properties, logger: logger) { reports in
-                    slots.dispatcher(index)?.delivered(reports)
+            let makeProducer: () throws -> any MessageProducer
+            if sink.delivery == .exactlyOnce {
+                // librdkafka wants message.timeout.ms within transaction.timeout.ms; an unacknowledged
+                // message aborts the transaction, which runs again.
+                properties.removeAll { $0.0 == "message.timeout.ms" }
+                properties.append(("message.timeout.ms", String(Int(min(sink.parkAfter, sink.destination.transactionTimeout) * 1000))))
+                let settings = TransactionalProducer.Settings(
+                    sinkName: sink.name, transactionalID: sink.destination.transactionalID ?? "sluice-\(config.database.slotName)-\(sink.name)",
+                    offsetsTopic: sink.destination.offsetsTopic, offsetsKey: "\(config.database.slotName)/\(sink.name)",
+                    transactionTimeout: sink.destination.transactionTimeout, properties: properties,
+                    maxMessages: sink.destination.maxAckPending)
+                makeProducer = {
+                    try TransactionalProducer(settings: settings, logger: logger) { reports in slots.dispatcher(index)?.delivered(reports) }
+                }
+            } else {
+                makeProducer = {
+                    try KafkaProducer(properties: properties, logger: logger) { reports in
+                        slots.dispatcher(index)?.delivered(reports)
+                    }
                 }
             }
             let metrics = SinkMetrics(sink: sink.name)
@@ -92,8 +118,16 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             slots.set(index, dispatcher)
             let encoder = MessageEncoder(consumer: ConsumerIdentity(name: sink.name, annotations: sink.annotations),
                                          database: database, valueFormat: sink.valueFormat)
-            sinks.append(Sink(config: sink, index: index, encoder: encoder, dispatcher: dispatcher, metrics: metrics, stages: stages,
-                              enrichment: enrichment))
+            let added = Sink(config: sink, index: index, encoder: encoder, dispatcher: dispatcher, metrics: metrics, stages: stages,
+                             enrichment: enrichment)
+            if let transactional = dispatcher.transactionalProducer {
+                added.committedPosition = transactional.committedPosition
+                logger.notice("exactly-once sink: changes up to its committed position are in Kafka already and are skipped", metadata: [
+                    "sink": "\(sink.name)", "transactional_id": "\(transactional.settings.transactionalID)",
+                    "offsets_topic": "\(transactional.settings.offsetsTopic)",
+                    "position": "\(added.committedPosition.map { "\($0)" } ?? "none yet")"])
+            }
+            sinks.append(added)
         }
     }
 
@@ -144,6 +178,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
 
     private func submit(_ change: Change, to sink: Sink) {
         let position = MessagePosition(commitLSN: change.transaction.commitLSN, commitIndex: change.commitIndex)
+        // Exactly-once: committed in Kafka before the restart that sends it again.
+        if let committed = sink.committedPosition, position <= committed { return }
         let topic = sink.config.destination.topic
         let limit = sink.config.destination.maxMessageBytes
         // Too large by its values alone, and no function that could shrink or drop it: not written.
@@ -200,12 +236,14 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             submit(change, to: sink)
         }
         tracker.withLock { $0.commit(endLSN: lsn) }
+        sink.transactionEnded()
         page.finished(emitted: rows.count, at: lsn)
     }
 
     public func transactionCommitted(_ transaction: TransactionInfo, endLSN: LSN) {
         backfills.committed(xid: transaction.xid)
         tracker.withLock { $0.commit(endLSN: endLSN) }
+        for sink in sinks where sink.isExactlyOnce { sink.transactionEnded() }
     }
 
     public func caughtUp(to lsn: LSN) {

@@ -87,6 +87,8 @@ struct Run: AsyncParsableCommand {
             .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
             .seconds(5), .seconds(10), .seconds(30), .seconds(60),
         ]
+        // Exactly-once sinks: messages per Kafka transaction.
+        factory.valueHistogramBuckets["sluice_transaction_messages"] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000]
         MetricsSystem.bootstrap(factory)
 
         let inspectors = InspectorSlot()
@@ -184,6 +186,11 @@ struct Check: AsyncParsableCommand {
                 report.append("sinks[\(index)] \(sink.name): Kafka at \(hosts) answered")
             } catch {
                 problems.append(Self.explain(error, cause: producer.lastClientError, path: path, hosts: hosts))
+                continue
+            }
+            if sink.delivery == .exactlyOnce {
+                let line = Self.checkTransactions(sink: sink, index: index, slot: config.database.slotName, logger: silent)
+                if line.ok { report.append(line.text) } else { problems.append(line.text) }
             }
         }
 
@@ -193,6 +200,26 @@ struct Check: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print("configuration is valid")
+    }
+
+    /// Whether the brokers give a transactional producer an id (InitProducerId). Asked under a
+    /// transactional id of its own (`<transactional_id>.check`), so a running sluice is not fenced.
+    static func checkTransactions(sink: SinkConfig, index: Int, slot: String, logger: Logger) -> (ok: Bool, text: String) {
+        let transactionalID = (sink.destination.transactionalID ?? "sluice-\(slot)-\(sink.name)") + ".check"
+        let properties = KafkaSettings.securityProperties(for: sink.destination)
+            + [("bootstrap.servers", sink.destination.hosts.map(\.description).joined(separator: ",")), ("client.id", "sluice-check"),
+               ("transactional.id", transactionalID)]
+        do {
+            let producer = try KafkaProducer(properties: properties, logger: logger) { _ in }
+            try producer.initTransactions(timeout: 15)
+            return (true, "sinks[\(index)] \(sink.name): the brokers support transactions (InitProducerId answered for \(transactionalID))")
+        } catch let error as KafkaTransactionError {
+            return (false, "sinks[\(index)].delivery: exactly_once needs Kafka transactions, and the brokers refused one "
+                        + "(InitProducerId for \(transactionalID)): \(error) — check the brokers' version and the principal's "
+                        + "TransactionalId ACLs (Write, Describe), or use delivery: at_least_once")
+        } catch {
+            return (false, "sinks[\(index)].delivery: could not make a transactional producer: \(error)")
+        }
     }
 
     /// One line saying which setting to look at: credentials, TLS, or the hosts.

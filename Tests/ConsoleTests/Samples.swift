@@ -73,6 +73,21 @@ enum Samples {
             databaseName: "", connected: false, slotName: "s", confirmedFlushLSN: LSN(0), lagBytes: UInt64.max,
             sinks: [MessageInspector.SinkStatus(name: "m", topic: "t", inFlight: 0, waiting: 0, failing: 0, deliveredTotal: 5,
                                                 cancelledTotal: 0, filteredTotal: 0, messagesPerSecond: 0.25)])),
+        ("exactly_once", MessageInspector.Status(
+            databaseName: "app", connected: true, slotName: "sluice", confirmedFlushLSN: LSN(0x16B_3748), lagBytes: 0,
+            sinks: [MessageInspector.SinkStatus(
+                name: "orders", topic: "orders", inFlight: 2, waiting: 0, failing: 0, deliveredTotal: 40, cancelledTotal: 1, filteredTotal: 0,
+                messagesPerSecond: 4, delivery: "exactly_once",
+                transactions: MessageInspector.TransactionStatus(
+                    transactionalID: "sluice-sluice-orders", offsetsTopic: "sluice.offsets",
+                    committedPosition: MessagePosition(commitLSN: LSN(0x16B_3700), commitIndex: 3), state: "waiting",
+                    lastError: "Broker: Request timed out (REQUEST_TIMED_OUT)")),
+                    MessageInspector.SinkStatus(
+                name: "fresh", topic: "fresh", inFlight: 0, waiting: 0, failing: 0, deliveredTotal: 0, cancelledTotal: 0, filteredTotal: 0,
+                messagesPerSecond: 0, delivery: "exactly_once",
+                transactions: MessageInspector.TransactionStatus(transactionalID: "t", offsetsTopic: "o", committedPosition: nil,
+                                                                 state: "idle", lastError: nil)),
+            ])),
         ("no_sinks", MessageInspector.Status(databaseName: "db", connected: true, slotName: "s", confirmedFlushLSN: LSN(0x16B_3748),
                                             lagBytes: 0, sinks: [])),
     ]

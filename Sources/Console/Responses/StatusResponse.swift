@@ -24,8 +24,52 @@ struct StatusResponse: ResponseEncodable, Sendable {
         var counts: Counts
         /// One digit after the point ("12.3", "3.0").
         var messagesPerSecond: JSONFragment
+        var delivery: String
+        /// Exactly-once sinks only.
+        var transactions: Transactions?
 
-        enum CodingKeys: String, CodingKey { case name, topic, counts, messagesPerSecond = "messages_per_second" }
+        enum CodingKeys: String, CodingKey {
+            case name, topic, counts, messagesPerSecond = "messages_per_second", delivery, transactions
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            try container.encode(topic, forKey: .topic)
+            try container.encode(counts, forKey: .counts)
+            try container.encode(messagesPerSecond, forKey: .messagesPerSecond)
+            try container.encode(delivery, forKey: .delivery)
+            try container.encodeIfPresent(transactions, forKey: .transactions)
+        }
+    }
+
+    /// An exactly-once sink's Kafka transactions.
+    struct Transactions: Encodable, Sendable {
+        var transactionalID: String
+        var offsetsTopic: String
+        /// The newest stream position committed: `{"commit_lsn": "0/16B3748", "commit_idx": 3}`, or null.
+        var committed: Position?
+        var state: String
+        var lastError: String?
+
+        struct Position: Encodable, Sendable {
+            var commitLSN: String
+            var commitIndex: Int
+            enum CodingKeys: String, CodingKey { case commitLSN = "commit_lsn", commitIndex = "commit_idx" }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case transactionalID = "transactional_id", offsetsTopic = "offsets_topic", committed, state, lastError = "last_error"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(transactionalID, forKey: .transactionalID)
+            try container.encode(offsetsTopic, forKey: .offsetsTopic)
+            try container.encode(committed, forKey: .committed)
+            try container.encode(state, forKey: .state)
+            try container.encode(lastError, forKey: .lastError)
+        }
     }
 
     struct Counts: Encodable, Sendable {
@@ -56,7 +100,14 @@ extension StatusResponse {
                 Sink(name: sink.name, topic: sink.topic,
                      counts: Counts(inFlight: sink.inFlight, waiting: sink.waiting, failing: sink.failing, deliveredTotal: sink.deliveredTotal,
                                     cancelledTotal: sink.cancelledTotal, filteredTotal: sink.filteredTotal),
-                     messagesPerSecond: JSONFragment(sink.messagesPerSecond, fractionDigits: 1))
+                     messagesPerSecond: JSONFragment(sink.messagesPerSecond, fractionDigits: 1), delivery: sink.delivery,
+                     transactions: sink.transactions.map { transactions in
+                         Transactions(transactionalID: transactions.transactionalID, offsetsTopic: transactions.offsetsTopic,
+                                      committed: transactions.committedPosition.map {
+                                          Transactions.Position(commitLSN: $0.commitLSN.description, commitIndex: $0.commitIndex)
+                                      },
+                                      state: transactions.state, lastError: transactions.lastError)
+                     })
             })
     }
 }

@@ -24,7 +24,8 @@ enum OverviewTemplate {
   {{#sinkCards}}
   <section class="card sink" data-sink="{{name}}">
     <h3><a class="title" href="/sinks/{{name}}">{{name}}</a> <span class="muted">→ {{topic}}</span></h3>
-    <div class="muted">{{rate}} messages/s</div>
+    <div class="muted">{{rate}} messages/s · {{delivery}}</div>
+    {{#exactlyOnce}}<div class="muted transactions">committed up to <b>{{committedPosition}}</b> · transaction {{transactionState}}{{#transactionError}} · <span class="bad">{{transactionError}}</span>{{/transactionError}}</div>{{/exactlyOnce}}
     <div class="counts">
       <div><span class="muted">in flight</span><b>{{inFlight}}</b></div>
       <div><span class="muted">waiting</span><b>{{waiting}}</b></div>

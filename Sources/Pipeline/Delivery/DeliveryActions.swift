@@ -120,10 +120,15 @@ struct DeliveryLimits {
     /// Messages of one group in flight at once (a hot row): enough to fill librdkafka's batches.
     var pipelineDepth: Int
 
-    init(maxAckPending: Int, maxMemoryBytes: Int, pipelineDepth: Int? = nil) {
+    /// `delivery: exactly_once`: messages go into Kafka transactions, which commit or re-run whole, so
+    /// a group's messages may all be in flight at once, to any topic and key.
+    var transactional: Bool
+
+    init(maxAckPending: Int, maxMemoryBytes: Int, pipelineDepth: Int? = nil, transactional: Bool = false) {
         self.maxAckPending = maxAckPending
         self.maxMemoryBytes = maxMemoryBytes
         self.pipelineDepth = pipelineDepth ?? min(maxAckPending, 1_000)
+        self.transactional = transactional
     }
 }
 

@@ -26,10 +26,12 @@ struct DeliveryStateMachine {
 
         /// Whether `next` may be handed to Kafka now: nothing parked before it, and the messages in
         /// flight (if any) go to the same topic and key, so Kafka keeps them in order.
-        func admits(_ next: OutgoingMessage, depth: Int) -> Bool {
+        func admits(_ next: OutgoingMessage, limits: DeliveryLimits) -> Bool {
             guard parked == 0 else { return false }
+            // In a Kafka transaction a failure aborts and re-runs all of it, in order: nothing can overtake.
+            if limits.transactional { return true }
             guard let last = inFlight.last else { return true }
-            return inFlight.count < depth && !next.isParked && !last.isParked && next.message.key != nil
+            return inFlight.count < limits.pipelineDepth && !next.isParked && !last.isParked && next.message.key != nil
                 && last.message.key == next.message.key && last.message.topic == next.message.topic
         }
     }
@@ -321,7 +323,7 @@ extension DeliveryStateMachine {
             }
             outgoing.memoryCost += outgoing.message.value.count
             memoryBytes += outgoing.memoryCost
-            if group.waiting.isEmpty && group.admits(outgoing, depth: limits.pipelineDepth) {
+            if group.waiting.isEmpty && group.admits(outgoing, limits: limits) {
                 startFlight(&outgoing, now: now)
                 group.inFlight.append(outgoing)
                 actions.produce.append(outgoing)
@@ -401,7 +403,7 @@ extension DeliveryStateMachine {
                 // A live message; a backoff of parked ones behind it (a stage failed them) still holds.
                 actions.settle.append(outgoing.checkpointToken)
             }
-            while let following = group.waiting.first, group.admits(following, depth: limits.pipelineDepth) {
+            while let following = group.waiting.first, group.admits(following, limits: limits) {
                 var flying = group.waiting.removeFirst()
                 startFlight(&flying, now: now)
                 group.inFlight.append(flying)

@@ -46,9 +46,16 @@ final class Dispatcher: @unchecked Sendable {
         self.settle = settle
         self.retryStages = retryStages
         self.clock = clock
+        if let transactional = producer as? TransactionalProducer, !transactional.committedRetries.isEmpty {
+            // Exactly-once: parked messages committed in Kafka just before sluice stopped leave the ledger first.
+            try ledger.apply(park: [], unpark: transactional.committedRetries, attempts: [], sink: sink.name)
+            logger.notice("parked messages already committed in Kafka removed from the ledger",
+                          metadata: ["sink": "\(sink.name)", "messages": "\(transactional.committedRetries.count)"])
+        }
         let parkedGroups = try ledger.parkedGroups(sink: sink.name)
         state = DeliveryStateMachine(
-            limits: DeliveryLimits(maxAckPending: sink.destination.maxAckPending, maxMemoryBytes: sink.maxMemoryMB * 1_048_576),
+            limits: DeliveryLimits(maxAckPending: sink.destination.maxAckPending, maxMemoryBytes: sink.maxMemoryMB * 1_048_576,
+                                   transactional: sink.delivery == .exactlyOnce),
             parkedGroups: parkedGroups)
         let parked = state.parkedCount
         if parked > 0 {
@@ -120,10 +127,15 @@ final class Dispatcher: @unchecked Sendable {
     /// unknown topic, …) come back as the failed delivery reports they are in all but name.
     private func send(_ messages: [OutgoingMessage], with producer: any MessageProducer) -> [DeliveryReport] {
         var refused: [DeliveryReport] = []
+        let transactional = producer as? TransactionalProducer
         for outgoing in messages {
             let message = outgoing.message
             do {
-                try producer.produce(topic: message.topic, key: message.key, value: message.value, token: outgoing.deliveryID)
+                if let transactional {
+                    try transactional.produce(message, token: outgoing.deliveryID, position: outgoing.position, isRetry: outgoing.isParked)
+                } else {
+                    try producer.produce(topic: message.topic, key: message.key, value: message.value, token: outgoing.deliveryID)
+                }
             } catch {
                 refused.append(DeliveryReport(token: outgoing.deliveryID, error: error, topic: message.topic, partition: -1,
                                               offset: -1, size: message.value.count))
@@ -195,6 +207,7 @@ final class Dispatcher: @unchecked Sendable {
                     continue
                 }
                 reportLedgerWritten(parks: true)
+                (lock.withLock { producer } as? TransactionalProducer)?.unparksWritten(writes.unparks)
                 perform(lock.withLock { state.ledgerWritten(writes) }, producing: nil)
             }
             if clock().timeIntervalSince(lastDeliveredSave) >= 1 || exit {
@@ -303,14 +316,25 @@ final class Dispatcher: @unchecked Sendable {
     /// The current producer, to probe the brokers.
     var currentProducer: any MessageProducer { lock.withLock { producer } }
 
-    /// Stops the worker after it wrote what is pending.
+    /// Stops the worker after it wrote what is pending (and an exactly-once sink's transaction thread).
     func stop() {
         lock.lock()
         stopping = true
         lock.broadcast()
+        let producers = [producer] + retiredProducers
         lock.unlock()
         workerDone.wait()
+        for case let transactional as TransactionalProducer in producers { transactional.stop() }
     }
+
+    /// Exactly-once: a PostgreSQL transaction ended, and every message of it for this sink was handed over
+    /// (its stages run on the replication thread, which calls this; with enrichment, the batcher does).
+    func transactionEnded() {
+        (lock.withLock { producer } as? TransactionalProducer)?.transactionEnded()
+    }
+
+    /// Exactly-once: the sink's transactional producer, for its committed position and state.
+    var transactionalProducer: TransactionalProducer? { lock.withLock { producer } as? TransactionalProducer }
 }
 
 extension OutgoingMessage {

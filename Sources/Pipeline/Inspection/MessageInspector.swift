@@ -74,6 +74,22 @@ public final class MessageInspector: @unchecked Sendable {
         public var cancelledTotal: Int
         public var filteredTotal: Int
         public var messagesPerSecond: Double
+        /// `at_least_once` or `exactly_once`.
+        public var delivery = DeliveryMode.atLeastOnce.rawValue
+        /// Exactly-once sinks: their Kafka transactions.
+        public var transactions: TransactionStatus?
+    }
+
+    /// An exactly-once sink's Kafka transactions.
+    public struct TransactionStatus: Sendable {
+        public var transactionalID: String
+        public var offsetsTopic: String
+        /// The newest stream position committed in Kafka (with the messages up to it).
+        public var committedPosition: MessagePosition?
+        /// `idle`, `open`, `committing`, `aborting`, `waiting` (backing off after an abort) or `stopped`
+        /// (fenced: another producer took the transactional id).
+        public var state: String
+        public var lastError: String?
     }
 
     public struct Status: Sendable {
@@ -100,7 +116,8 @@ public final class MessageInspector: @unchecked Sendable {
         return SinkStatus(name: entry.config.name, topic: entry.config.destination.topic, inFlight: counts?.inFlight ?? 0,
                           waiting: counts?.waiting ?? 0, failing: failing, deliveredTotal: entry.metrics?.deliveredTotal ?? 0,
                           cancelledTotal: (try? ledger.cancelledCount(sink: entry.config.name)) ?? 0,
-                          filteredTotal: entry.metrics?.filteredTotal ?? 0, messagesPerSecond: rate(entry))
+                          filteredTotal: entry.metrics?.filteredTotal ?? 0, messagesPerSecond: rate(entry),
+                          delivery: entry.config.delivery.rawValue, transactions: entry.dispatcher?.transactionalProducer?.status)
     }
 
     /// Delivered per second over the last few seconds (sampled when asked, at most once a second).

@@ -17,6 +17,11 @@ final class EnrichmentBatcher: @unchecked Sendable {
     private var queue = Deque<OutgoingMessage>()
     /// Messages taken off the queue and not yet handed to the dispatcher.
     private var working = 0
+    /// Messages queued and handed to the dispatcher so far, and where PostgreSQL transactions ended
+    /// (by `enqueued` at the time): exactly-once sinks commit only whole ones.
+    private var enqueued = 0
+    private var handed = 0
+    private var transactionEnds = Deque<Int>()
     private var stopping = false
     private let done = DispatchSemaphore(value: 0)
     /// Called when the queue has room again.
@@ -40,8 +45,18 @@ final class EnrichmentBatcher: @unchecked Sendable {
     func enqueue(_ message: OutgoingMessage) {
         lock.lock()
         queue.append(message)
+        enqueued += 1
         lock.broadcast()
         lock.unlock()
+    }
+
+    /// A PostgreSQL transaction ended: the dispatcher hears of it once its messages were handed over.
+    func transactionEnded() {
+        lock.lock()
+        let allHanded = handed == enqueued
+        if !allHanded { transactionEnds.append(enqueued) }
+        lock.unlock()
+        if allHanded { dispatcher.transactionEnded() }
     }
 
     var hasCapacity: Bool {
@@ -87,8 +102,15 @@ final class EnrichmentBatcher: @unchecked Sendable {
             for result in stages.run(batch) { dispatcher.submit(result) }
             lock.lock()
             working = 0
+            handed += batch.count
+            var ended = 0
+            while let end = transactionEnds.first, end <= handed {
+                transactionEnds.removeFirst()
+                ended += 1
+            }
             lock.broadcast()
             lock.unlock()
+            if ended > 0 { dispatcher.transactionEnded() }
         }
     }
 }

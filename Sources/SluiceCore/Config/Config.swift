@@ -148,6 +148,15 @@ public struct ConsoleConfig: Sendable {
     public var token: String
 }
 
+/// A sink's `delivery`.
+public enum DeliveryMode: String, Sendable, CaseIterable {
+    /// Idempotent producer; after a crash a consumer may see a change again (same `idempotency_key`).
+    case atLeastOnce = "at_least_once"
+    /// Transactional producer: whole PostgreSQL transactions per Kafka transaction, with the sink's position
+    /// committed alongside in `offsets_topic`; a `read_committed` consumer sees each change once.
+    case exactlyOnce = "exactly_once"
+}
+
 public struct SinkConfig: Sendable {
     public var name: String
     /// Empty: every published table (within `source`).
@@ -179,6 +188,7 @@ public struct SinkConfig: Sendable {
     public var initialBackfill: [BackfillSpec]?
     /// Backfill pages adapt their size to keep each query under this.
     public var backfillMaxQueryMS: Int = 5_000
+    public var delivery = DeliveryMode.atLeastOnce
 
     public init(name: String, tables: [TableName] = [], actions: Set<Action> = Set(Action.allCases),
                 messageGrouping: Bool = true, groupColumns: [TableName: [String]] = [:], maxMemoryMB: Int = 128,
@@ -261,6 +271,12 @@ public struct KafkaDestination: Sendable {
     public var maxAckPending: Int
     /// The largest message the brokers accept; larger messages are cancelled.
     public var maxMessageBytes: Int
+    /// `delivery: exactly_once`: the producer's `transactional.id`; nil for `sluice-<slot>-<sink name>`.
+    public var transactionalID: String?
+    /// `transaction_timeout`, in seconds (librdkafka's `transaction.timeout.ms`).
+    public var transactionTimeout: Double = 60
+    /// Where an exactly-once sink commits its position, in the same Kafka transaction as its messages.
+    public var offsetsTopic = "sluice.offsets"
 
     public init(hosts: [HostPort], topic: String, tls: TLS? = nil, username: String? = nil, password: String? = nil,
                 saslMechanism: SASLMechanism? = nil, compression: Compression = .none, batchSize: Int = 200,

@@ -2,7 +2,8 @@ import Foundation
 
 extension KafkaDestination {
     static let fieldNames = ["type", "hosts", "topic", "tls", "username", "password", "sasl_mechanism", "compression",
-                             "batch_size", "max_ack_pending", "max_message_bytes"]
+                             "batch_size", "max_ack_pending", "max_message_bytes", "transactional_id", "transaction_timeout",
+                             "offsets_topic"]
 
     /// A sink's `destination:`. `topicOptional`: a routing function may set the topic instead.
     /// Nil only when it is not a mapping.
@@ -39,6 +40,32 @@ extension KafkaDestination {
                   batchSize: reader.integer("batch_size", in: fields, range: 1...10_000) ?? 200,
                   maxAckPending: reader.integer("max_ack_pending", in: fields, range: 1...1_000_000) ?? 10_000,
                   maxMessageBytes: reader.integer("max_message_bytes", in: fields, range: 1_000...100_000_000) ?? 1_000_000)
+        readTransactions(fields, reader: &reader)
+    }
+
+    /// `transactional_id`, `transaction_timeout` and `offsets_topic`: used by `delivery: exactly_once`.
+    mutating func readTransactions(_ fields: ConfigFields, reader: inout ConfigReader) {
+        if let text = reader.string("transactional_id", in: fields) {
+            if text.trimmingSpaces.isEmpty {
+                reader.report(.empty, at: fields.path("transactional_id"), "is empty — leave it out for sluice-<slot>-<sink name>, or name it")
+            } else if text.utf8.count > 255 {
+                reader.report(.outOfRange, at: fields.path("transactional_id"), quoting: text, "— at most 255 bytes")
+            }
+            transactionalID = text
+        }
+        if let text = reader.string("transaction_timeout", in: fields) {
+            let duration = ConfigDuration(text)
+            if let duration, (1...900).contains(duration.seconds) { transactionTimeout = duration.seconds } else {
+                reader.report(duration == nil ? .invalidValue : .outOfRange, at: fields.path("transaction_timeout"), quoting: text,
+                              "— write a duration from 1s to 15m (the brokers' transaction.max.timeout.ms), such as 60s")
+            }
+        }
+        if let text = reader.string("offsets_topic", in: fields) {
+            if let problem = TopicNameProblem(topic: text) {
+                reader.report(problem.code, at: fields.path("offsets_topic"), quoting: text, "— \(problem)")
+            }
+            offsetsTopic = text
+        }
     }
 
     /// `hosts: a:9092, [::1]:9092` — brokers, comma-separated.

@@ -1,7 +1,7 @@
 extension SinkConfig {
     static let fieldNames = ["name", "tables", "actions", "message_grouping", "group_columns", "max_memory_mb", "park_after",
                              "destination", "filter", "transform", "routing", "initial_backfill", "backfill",
-                             "source", "status", "annotations", "value_format", "enrichment"]
+                             "source", "status", "annotations", "value_format", "enrichment", "delivery"]
 
     /// One entry of `sinks:`; its functions are names from `functions`. Nil when it is not a mapping
     /// or has no usable destination.
@@ -66,6 +66,17 @@ extension SinkConfig {
         case .some(let text): reader.report(.invalidValue, at: fields.path("status"), quoting: text, "— use active or disabled")
         }
         annotations = fields["annotations"].flatMap { reader.annotations($0, at: fields.path("annotations")) } ?? "{}"
+        if let text = reader.string("delivery", in: fields) {
+            if let mode = DeliveryMode(rawValue: text) { delivery = mode } else {
+                reader.report(.invalidValue, at: fields.path("delivery"), quoting: text, "— use at_least_once or exactly_once")
+            }
+        }
+        if delivery == .atLeastOnce, case .mapping(let pairs) = destinationNode {
+            for key in ["transactional_id", "transaction_timeout", "offsets_topic"] where pairs.contains(where: { $0.0 == key }) {
+                reader.report(.conflict, at: fields.path("destination") + "." + key,
+                              "is set but the sink's delivery is at_least_once — set delivery: exactly_once, or remove it")
+            }
+        }
         if let text = reader.string("value_format", in: fields) {
             if let format = ValueFormat(rawValue: text) { valueFormat = format } else {
                 reader.report(.invalidValue, at: fields.path("value_format"), quoting: text, "— use sluice (exact JSON values) or sequin (Sequin's forms)")

@@ -1,0 +1,313 @@
+import DequeModule
+import Foundation
+import KafkaSink
+import Ledger
+import SluiceCore
+
+/// One exactly-once sink's Kafka transactions, as a plain value: each method takes an event (a message
+/// handed over, a PostgreSQL transaction ended, Kafka's delivery reports, a commit or abort done or
+/// failed, a tick of the clock) and returns what its owner must do: begin a transaction, produce these,
+/// commit with this position, abort, release these delivery reports to the dispatcher, wake at time T.
+///
+/// Messages are held until the transaction that carries them commits; only then does the dispatcher
+/// hear that they were delivered (and settle their checkpoint tokens). A transaction holds whole
+/// PostgreSQL transactions — it is committed only when every message produced into it belongs to a
+/// PostgreSQL transaction that ended — unless it reached `maxMessages`, where a larger PostgreSQL
+/// transaction is split. A failed transaction is aborted and run again, whole, after a backoff; a
+/// message Kafka refuses as too large is released as failed (the dispatcher cancels it) and the
+/// transaction runs again without it. A fenced producer never commits again.
+struct TransactionStateMachine {
+    struct Held {
+        /// The dispatcher's delivery id for this attempt (its delivery report carries it).
+        var token: UInt
+        var position: MessagePosition
+        /// A parked message retried from the ledger: outside the stream's order, not part of the position.
+        var isRetry: Bool
+        var message: Message
+        /// Kafka's acknowledgement in the running transaction.
+        var report: DeliveryReport?
+        /// Kafka refused it as too large: it leaves the transaction when that is aborted.
+        var refusal: KafkaError?
+    }
+
+    enum Phase: Equatable {
+        /// No transaction open.
+        case idle
+        /// A transaction is open; messages handed over go into it at once.
+        case open
+        /// Committing the first `count` held messages; new ones wait for the next transaction.
+        case committing(count: Int)
+        case aborting
+        /// Backing off after an aborted transaction; it runs again at `until`.
+        case waiting(until: Date)
+        /// Another producer took the transactional id (or the producer failed for good): nothing more is committed.
+        case stopped
+    }
+
+    /// What to commit: the first `count` held messages, and the sink's position after them.
+    struct Commit: Equatable {
+        var count: Int
+        /// The newest stream position committed so far, this transaction included; nil while there is none.
+        var position: MessagePosition?
+        /// Parked messages (by position) delivered in this transaction, and in earlier ones while the
+        /// ledger may still hold them.
+        var retried: [MessagePosition]
+    }
+
+    struct Actions {
+        var begin = false
+        /// Hand these to Kafka, in this order, inside the open transaction.
+        var produce: [Held] = []
+        var commit: Commit?
+        var abort = false
+        /// Tell the dispatcher: delivered (after a commit), or failed (too large; purged).
+        var release: [DeliveryReport] = []
+        var wakeAt: Date?
+        var committed: (messages: Int, position: MessagePosition?)?
+        var aborted: KafkaError?
+        var stopped: KafkaTransactionError?
+    }
+
+    /// Messages handed over and not yet committed, oldest first.
+    private(set) var held = Deque<Held>()
+    /// How many of `held` (from the front) are in the open transaction.
+    private(set) var produced = 0
+    /// How many of `held` (from the front) belong to PostgreSQL transactions that ended.
+    private(set) var complete = 0
+    private(set) var phase = Phase.idle
+    /// The newest stream position committed (read from `offsets_topic` at start, then each commit's).
+    private(set) var committedPosition: MessagePosition?
+    /// Aborted runs of the held messages since the last commit.
+    private(set) var attempt = 0
+    /// Kafka's last error about the running transaction.
+    private(set) var lastError: KafkaError?
+    /// A commit that failed in a way that allows calling it again, at this time.
+    private(set) var commitAgainAt: Date?
+    /// Parked messages committed in Kafka whose removal from the ledger is not known to be written yet:
+    /// every commit names them again, so a restart after a crash in between finds them in `offsets_topic`.
+    private(set) var unconfirmedRetries: Set<MessagePosition> = []
+    let maxMessages: Int
+    private let jitter: () -> Double
+
+    init(maxMessages: Int, committedPosition: MessagePosition?, jitter: @escaping () -> Double = { Double.random(in: 0...1) }) {
+        self.maxMessages = max(1, maxMessages)
+        self.committedPosition = committedPosition
+        self.jitter = jitter
+    }
+
+    var isStopped: Bool { phase == .stopped }
+
+    // MARK: - Events
+
+    /// The dispatcher hands over a message. A retried parked message is a whole unit on its own: when
+    /// no PostgreSQL transaction is half handed over, it may be committed at once.
+    mutating func hand(_ message: Message, token: UInt, position: MessagePosition, isRetry: Bool) -> Actions {
+        var actions = Actions()
+        let wasComplete = complete == held.count
+        held.append(Held(token: token, position: position, isRetry: isRetry, message: message))
+        if isRetry && wasComplete { complete = held.count }
+        switch phase {
+        case .idle:
+            actions.begin = true
+            phase = .open
+            produceRest(&actions)
+        case .open:
+            produceRest(&actions)
+        default:
+            break
+        }
+        commitIfReady(&actions)
+        return actions
+    }
+
+    /// Kafka refused a message before taking it (too large for the client, unknown topic): it leaves.
+    mutating func refused(token: UInt) {
+        guard let index = held.firstIndex(where: { $0.token == token }) else { return }
+        held.remove(at: index)
+        if index < produced { produced -= 1 }
+        if index < complete { complete -= 1 }
+    }
+
+    /// A PostgreSQL transaction ended: everything handed over so far may be committed.
+    mutating func transactionEnded() -> Actions {
+        var actions = Actions()
+        complete = held.count
+        commitIfReady(&actions)
+        return actions
+    }
+
+    /// Kafka's delivery reports for messages of the running transaction.
+    mutating func delivered(_ reports: [DeliveryReport]) {
+        for report in reports {
+            guard let index = held.prefix(produced).firstIndex(where: { $0.token == report.token }) else { continue }
+            if let error = report.error {
+                if error.category == .messageTooLarge { held[index].refusal = error }
+                if !error.isPurged { lastError = error }
+            } else {
+                held[index].report = report
+            }
+        }
+    }
+
+    mutating func commitSucceeded(now: Date) -> Actions {
+        var actions = Actions()
+        guard case .committing(let count) = phase else { return actions }
+        let batch = held.prefix(count)
+        if let newest = batch.filter({ !$0.isRetry }).map(\.position).max() {
+            committedPosition = max(committedPosition ?? newest, newest)
+        }
+        actions.release = batch.map { held in
+            held.report ?? DeliveryReport(token: held.token, error: nil, topic: held.message.topic, partition: -1, offset: -1,
+                                          size: held.message.value.count)
+        }
+        actions.committed = (count, committedPosition)
+        unconfirmedRetries.formUnion(batch.filter(\.isRetry).map(\.position))
+        held.removeFirst(count)
+        produced = 0
+        complete = max(0, complete - count)
+        attempt = 0
+        lastError = nil
+        commitAgainAt = nil
+        phase = .idle
+        if !held.isEmpty {
+            actions.begin = true
+            phase = .open
+            produceRest(&actions)
+            commitIfReady(&actions)
+        }
+        return actions
+    }
+
+    mutating func commitFailed(_ error: KafkaTransactionError, now: Date) -> Actions {
+        var actions = Actions()
+        guard case .committing = phase else { return actions }
+        lastError = error.error
+        if error.isFenced || (error.isFatal && !error.requiresAbort) {
+            phase = .stopped
+            actions.stopped = error
+        } else if error.isRetriable && !error.requiresAbort {
+            commitAgainAt = now.addingTimeInterval(Backoff.seconds(attempt: attempt + 1, jitter: jitter()))
+            actions.wakeAt = commitAgainAt
+        } else {
+            phase = .aborting
+            actions.abort = true
+        }
+        return actions
+    }
+
+    /// The transaction was aborted (or the abort failed, and the producer must be given up: `error`).
+    mutating func abortFinished(now: Date, error: KafkaTransactionError? = nil) -> Actions {
+        var actions = Actions()
+        guard phase == .aborting else { return actions }
+        if let error, error.isFenced || error.isFatal {
+            phase = .stopped
+            actions.stopped = error
+            return actions
+        }
+        if let error, !error.isRetriable {
+            // Neither done nor fatal: try the abort again later.
+            lastError = error.error
+            phase = .waiting(until: now.addingTimeInterval(Backoff.seconds(attempt: attempt + 1, jitter: jitter())))
+            attempt += 1
+            return actions
+        }
+        actions.aborted = lastError
+        // Messages Kafka refused as too large leave; the rest run again.
+        var refusedAny = false
+        var index = 0
+        while index < held.count {
+            if let refusal = held[index].refusal {
+                let gone = held.remove(at: index)
+                if index < complete { complete -= 1 }
+                actions.release.append(DeliveryReport(token: gone.token, error: refusal, topic: gone.message.topic, partition: -1,
+                                                      offset: -1, size: gone.message.value.count))
+                refusedAny = true
+            } else {
+                held[index].report = nil
+                index += 1
+            }
+        }
+        produced = 0
+        commitAgainAt = nil
+        if refusedAny {
+            phase = .idle
+            runAgain(&actions)
+        } else {
+            attempt += 1
+            let until = now.addingTimeInterval(Backoff.seconds(attempt: attempt, jitter: jitter()))
+            phase = .waiting(until: until)
+            actions.wakeAt = until
+        }
+        return actions
+    }
+
+    /// The clock: a backoff ended, or a commit may be called again.
+    mutating func tick(now: Date) -> Actions {
+        var actions = Actions()
+        switch phase {
+        case .waiting(let until) where now >= until:
+            phase = .idle
+            runAgain(&actions)
+        case .committing(let count) where commitAgainAt.map { now >= $0 } == true:
+            commitAgainAt = nil
+            actions.commit = commit(count: count)
+        default:
+            if let at = commitAgainAt { actions.wakeAt = at }
+            if case .waiting(let until) = phase { actions.wakeAt = until }
+        }
+        return actions
+    }
+
+    /// The ledger no longer holds these parked messages (their delivery, or a cancellation, is written).
+    mutating func unparksWritten(_ positions: [MessagePosition]) {
+        unconfirmedRetries.subtract(positions)
+    }
+
+    /// The producer is being replaced or stopped: everything held comes back to the dispatcher as
+    /// purged, to be sent again in order (or kept, at a stop, for the next start).
+    mutating func purge(with error: KafkaError) -> Actions {
+        var actions = Actions()
+        actions.release = held.map {
+            DeliveryReport(token: $0.token, error: error, topic: $0.message.topic, partition: -1, offset: -1, size: $0.message.value.count)
+        }
+        held.removeAll()
+        produced = 0
+        complete = 0
+        if phase != .stopped { phase = .idle }
+        return actions
+    }
+
+    // MARK: - Helpers
+
+    private mutating func runAgain(_ actions: inout Actions) {
+        guard !held.isEmpty else { return }
+        actions.begin = true
+        phase = .open
+        produceRest(&actions)
+        commitIfReady(&actions)
+    }
+
+    private mutating func produceRest(_ actions: inout Actions) {
+        while produced < held.count {
+            actions.produce.append(held[produced])
+            produced += 1
+        }
+    }
+
+    /// Commits when every message in the open transaction belongs to an ended PostgreSQL transaction,
+    /// or when the transaction holds `maxMessages` (a larger PostgreSQL transaction is split there).
+    private mutating func commitIfReady(_ actions: inout Actions) {
+        guard phase == .open, produced > 0, complete >= produced || produced >= maxMessages else { return }
+        // Everything produced is in the transaction, so all of it is committed.
+        phase = .committing(count: produced)
+        actions.commit = commit(count: produced)
+    }
+
+    private func commit(count: Int) -> Commit {
+        let batch = held.prefix(count)
+        let newest = batch.filter { !$0.isRetry }.map(\.position).max()
+        let position = [committedPosition, newest].compactMap { $0 }.max()
+        let retried = unconfirmedRetries.union(batch.filter(\.isRetry).map(\.position))
+        return Commit(count: count, position: position, retried: retried.sorted())
+    }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import KafkaSink
+import Ledger
+import Logging
+import SluiceCore
+import Synchronization
+import Testing
+
+/// `delivery: exactly_once` against the real broker: a `read_committed` consumer sees every change once
+/// and each PostgreSQL transaction whole — also across SIGKILLs and a frozen broker — a too-large message
+/// leaves its transaction, and a second producer with the sink's transactional id fences sluice.
+@Suite(.serialized)
+struct ExactlyOnceTests {
+    /// The sink's exactly-once settings, appended after its destination's fields.
+    static func exactlyOnce(offsetsTopic: String, transactionalID: String, destination: String = "") -> String {
+        "      transactional_id: \(transactionalID)\n      offsets_topic: \(offsetsTopic)\n      transaction_timeout: 20s\n"
+            + destination + "    delivery: exactly_once\n"
+    }
+
+    /// A topic with one partition, so that one read sees one order of commits.
+    static func onePartitionTopic(hosts: String, prefix: String) throws -> KafkaTopic {
+        let topic = KafkaTopic(hosts: hosts, name: TestEnvironment.uniqueName(prefix))
+        let producer = try KafkaProducer(properties: [("bootstrap.servers", hosts)], logger: Logger(label: "eo-test")) { _ in }
+        try producer.createTopic(topic.name, partitions: 1, timeout: 20)
+        return topic
+    }
+
+    /// Rows of transaction `txn`, as the consumer sees them: (txn, id).
+    static func rows(_ messages: [ConsumedMessage]) -> [(txn: Int, id: Int)] {
+        messages.compactMap { message in
+            guard let txn = message.record["txn"] as? Int, let id = message.record["id"] as? Int else { return nil }
+            return (txn, id)
+        }
+    }
+
+    /// The transactions of which a consumer sees some rows but not all (`sizes`: rows per transaction).
+    static func partial(_ messages: [ConsumedMessage], sizes: [Int: Int]) -> [Int] {
+        var seen: [Int: Int] = [:]
+        for row in rows(messages) { seen[row.txn, default: 0] += 1 }
+        return seen.filter { txn, count in sizes[txn].map { count % $0 != 0 } ?? false }.map(\.key).sorted()
+    }
+
+    @Test func transactionsArriveWholeOnceAndThePositionIsCommittedWithThem() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
+        let topic = try Self.onePartitionTopic(hosts: fixture.environment.kafkaHosts, prefix: "eo")
+        let offsets = KafkaTopic(hosts: fixture.environment.kafkaHosts, name: TestEnvironment.uniqueName("offsets"))
+        let port = try freePort()
+        let config = fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: Self.exactlyOnce(
+            offsetsTopic: offsets.name, transactionalID: TestEnvironment.uniqueName("txid")))])
+            + "console: { listen: \"127.0.0.1:\(port)\", token: \"t\" }\n"
+        let sluice = try fixture.startSluice(config: config)
+        for txn in 1...3 {
+            try db.execute("INSERT INTO public.eo SELECT \(txn) * 10 + n, \(txn) FROM generate_series(1, 3) n")
+        }
+        let messages = try topic.waitForMessages(9, timeout: 60)
+        #expect(Self.rows(messages).map(\.id) == [11, 12, 13, 21, 22, 23, 31, 32, 33], "log:\n\(sluice.log.suffix(3000))")
+        let lastLSN = try #require(messages.last?.metadata["commit_lsn"] as? Int)
+
+        // The position is in offsets_topic, keyed by slot and sink, committed like the messages.
+        let recorded = try eventually(timeout: 20) {
+            let records = try offsets.messages()
+            guard let last = records.last(where: { $0.key == "\(fixture.slot)/s" }),
+                  let lsn = (last.json["commit_lsn"] as? String).flatMap({ LSN($0) }) else { return false }
+            return lsn.rawValue == UInt64(lastLSN) && last.json["commit_idx"] as? Int == 2
+        }
+        let records = try offsets.messages().map(\.payload)
+        #expect(recorded, "offsets: \(records)")
+
+        // The console says how the sink delivers and how far it committed.
+        let console = ConsoleClient(port: port, token: "t")
+        #expect(console.waitUntilServing())
+        let status = try console.sinkStatus("s")
+        #expect(status["delivery"] as? String == "exactly_once")
+        let transactions = try #require(status["transactions"] as? [String: Any], "\(status)")
+        let committed = transactions["committed"] as? [String: Any]
+        #expect((committed?["commit_lsn"] as? String).flatMap { LSN($0) }?.rawValue == UInt64(lastLSN))
+        #expect(transactions["state"] as? String == "idle" && transactions["offsets_topic"] as? String == offsets.name)
+        let metrics = try console.get("/metrics").body
+        #expect(metrics.contains("sluice_transactions_committed_total{sink=\"s\"}"), "\(metrics.prefix(3000))")
+        #expect(sluice.stop() == 0)
+    }
+
+    @Test func aRestartSkipsWhatWasCommittedBeforeTheSlotMoved() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
+        let topic = try Self.onePartitionTopic(hosts: fixture.environment.kafkaHosts, prefix: "eo-restart")
+        let extra = Self.exactlyOnce(offsetsTopic: TestEnvironment.uniqueName("offsets"), transactionalID: TestEnvironment.uniqueName("txid"))
+        let config = fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: extra)])
+        var sluice = try fixture.startSluice(config: config)
+        try db.execute("INSERT INTO public.eo SELECT n, 1 FROM generate_series(1, 5) n")
+        _ = try topic.waitForMessages(5, timeout: 60)
+        // Killed before it could confirm the slot past the transaction: the database sends it again.
+        sluice.kill(signal: SIGKILL)
+        #expect(sluice.waitForExit(timeout: 10) != nil)
+        let confirmed = try db.confirmedFlush(slot: fixture.slot)
+        sluice = try sluice.restart(fixture.environment)
+        #expect(sluice.waitUntilStreaming())
+        try db.execute("INSERT INTO public.eo SELECT n, 2 FROM generate_series(6, 8) n")
+        let messages = try topic.waitForMessages(8, timeout: 60)
+        Thread.sleep(forTimeInterval: 2)
+        #expect(Self.rows(try topic.messages()).map(\.id) == Array(1...8), "once each; slot was at \(confirmed.map { "\($0)" } ?? "?")")
+        #expect(messages.count == 8)
+        #expect(sluice.log.contains("exactly-once sink: changes up to its committed position"))
+        #expect(sluice.stop() == 0)
+    }
+
+    @Test func killsAndAFrozenBrokerNeitherLoseNorRepeatNorSplitATransaction() throws {
+        let environment = try TestEnvironment.current()
+        let broker = try OwnBroker()
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
+        let topic = try Self.onePartitionTopic(hosts: broker.hosts, prefix: "eo-soak")
+        let extra = Self.exactlyOnce(offsetsTopic: TestEnvironment.uniqueName("offsets"), transactionalID: TestEnvironment.uniqueName("txid"))
+        let config = fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: extra)], hosts: broker.hosts)
+        var sluice = try fixture.startSluice(config: config)
+
+        // A writer commits transactions of 1 to 6 rows; their sizes are known before they commit.
+        let sizes = Mutex<[Int: Int]>([:])
+        let stop = Atomic<Bool>(false)
+        let writerDone = DispatchSemaphore(value: 0)
+        let url = db.url
+        let writer = Thread {
+            defer { writerDone.signal() }
+            guard let connection = try? PostgresSourceConnection(url: url) else { return }
+            var txn = 0
+            while !stop.load(ordering: .relaxed) {
+                txn += 1
+                let size = txn % 6 + 1
+                sizes.withLock { $0[txn] = size }
+                _ = try? connection.execute("INSERT INTO public.eo SELECT \(txn) * 10 + n, \(txn) FROM generate_series(1, \(size)) n")
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+        }
+        writer.start()
+
+        // A reader of the one partition checks, again and again, that no transaction is ever seen in part.
+        let partialSeen = Mutex<[Int]>([])
+        let reads = Atomic<Int>(0)
+        let readerDone = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            defer { readerDone.signal() }
+            while !stop.load(ordering: .relaxed) {
+                guard let messages = try? topic.messages() else { continue }
+                let known = sizes.withLock { $0 }
+                let partial = Self.partial(messages, sizes: known)
+                if !partial.isEmpty { partialSeen.withLock { $0 += partial } }
+                reads.add(1, ordering: .relaxed)
+            }
+        }
+        reader.start()
+
+        var kills = 0
+        for round in 1...20 {
+            Thread.sleep(forTimeInterval: Double.random(in: 0.2...1.5))
+            if round == 10 {
+                // The broker stops answering for a while: transactions fail and run again.
+                broker.freeze()
+                let answered = (try? runCommand("/usr/bin/timeout", ["3", "/usr/bin/kcat", "-L", "-b", broker.hosts, "-m", "2"]))?.status == 0
+                #expect(!answered, "the frozen broker still answered")
+                Thread.sleep(forTimeInterval: 4)
+                broker.thaw()
+            }
+            sluice.kill(signal: SIGKILL)
+            sluice.process.waitUntilExit()
+            if sluice.process.terminationReason == .uncaughtSignal && sluice.process.terminationStatus == SIGKILL { kills += 1 }
+            sluice = try sluice.restart(environment)
+            #expect(sluice.waitUntilStreaming(timeout: 60), "round \(round):\n\(sluice.log.suffix(3000))")
+        }
+        stop.store(true, ordering: .relaxed)
+        writerDone.wait()
+        readerDone.wait()
+        #expect(kills == 20, "every kill killed a running sluice")
+
+        let expected = sizes.withLock { $0 }.reduce(0) { $0 + $1.value }
+        _ = try? topic.waitForMessages(expected, timeout: 120)
+        Thread.sleep(forTimeInterval: 2)
+        let messages = try topic.messages()
+        let rows = Self.rows(messages)
+        let keys = messages.compactMap { $0.metadata["idempotency_key"] as? String }
+        #expect(rows.count == expected, "every committed row once: \(rows.count) of \(expected)")
+        #expect(Set(keys).count == keys.count, "\(keys.count - Set(keys).count) duplicates")
+        #expect(Set(rows.map(\.id)).count == expected)
+        #expect(Self.partial(messages, sizes: sizes.withLock { $0 }).isEmpty)
+        #expect(partialSeen.withLock { $0 }.isEmpty, "a reader saw part of a transaction: \(partialSeen.withLock { $0 }.prefix(10))")
+        #expect(reads.load(ordering: .relaxed) > 10, "the reader read often")
+        print("exactly once: \(expected) rows in \(sizes.withLock { $0.count }) transactions, \(kills) SIGKILLs and a 4 s freeze, "
+              + "\(reads.load(ordering: .relaxed)) reads of the topic during the run; duplicates: \(keys.count - Set(keys).count)")
+        #expect(sluice.stop() == 0)
+    }
+
+    @Test func aTooLargeMessageLeavesItsTransactionAndTheRestCommits() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL, body text)")
+        let topic = try Self.onePartitionTopic(hosts: fixture.environment.kafkaHosts, prefix: "eo-large")
+        // The sink lets 5 MB through; the broker takes about 1 MB: it is the broker that refuses.
+        let extra = Self.exactlyOnce(offsetsTopic: TestEnvironment.uniqueName("offsets"), transactionalID: TestEnvironment.uniqueName("txid"),
+                                     destination: "      max_message_bytes: 5000000\n")
+        let sluice = try fixture.startSluice(config: fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: extra)]))
+        try db.execute("""
+            INSERT INTO public.eo VALUES (1, 1, 'small'), (2, 1, repeat(md5(random()::text), 65536)), (3, 1, 'small too')
+            """)
+        try db.execute("INSERT INTO public.eo VALUES (4, 2, 'next')")
+        let messages = try topic.waitForMessages(3, timeout: 60)
+        #expect(Self.rows(messages).map(\.id) == [1, 3, 4], "log:\n\(sluice.log.suffix(3000))")
+        let cancelled = try DeliveryLedger(path: fixture.statePath).cancelled(sink: "s")
+        #expect(cancelled.map(\.key) == ["2"] && cancelled.first?.reason == "too_large")
+        #expect(sluice.log.contains("Kafka transaction aborted; running it again"), "the broker refused it inside the transaction")
+        #expect(sluice.stop() == 0)
+    }
+
+    @Test func aSecondProducerWithTheTransactionalIDFencesSluice() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
+        let topic = try Self.onePartitionTopic(hosts: fixture.environment.kafkaHosts, prefix: "eo-fence")
+        let transactionalID = TestEnvironment.uniqueName("txid")
+        let extra = Self.exactlyOnce(offsetsTopic: TestEnvironment.uniqueName("offsets"), transactionalID: transactionalID)
+        let sluice = try fixture.startSluice(config: fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: extra)]))
+        try db.execute("INSERT INTO public.eo VALUES (1, 1)")
+        _ = try topic.waitForMessages(1, timeout: 60)
+
+        // Another instance takes the transactional id.
+        let other = try KafkaProducer(properties: [("bootstrap.servers", fixture.environment.kafkaHosts), ("transactional.id", transactionalID)],
+                                      logger: Logger(label: "other")) { _ in }
+        try other.initTransactions(timeout: 30)
+        try db.execute("INSERT INTO public.eo VALUES (2, 2)")
+        let afterRow2 = try db.currentWAL()
+        #expect(eventually(timeout: 60) { sluice.log.contains("another producer took this sink's transactional_id") },
+                "log:\n\(sluice.log.suffix(3000))")
+        Thread.sleep(forTimeInterval: 2)
+        #expect(Self.rows(try topic.messages()).map(\.id) == [1], "a fenced sluice commits nothing more")
+        let confirmed = try db.confirmedFlush(slot: fixture.slot) ?? .zero
+        #expect(confirmed < afterRow2, "the slot holds row 2 back: confirmed \(confirmed), row 2 before \(afterRow2)")
+        let status = try #require(sluice.log.split(separator: "\n").last { $0.contains("another producer took") })
+        #expect(status.contains(transactionalID))
+        sluice.kill(signal: SIGKILL)
+    }
+}
