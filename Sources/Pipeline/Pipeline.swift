@@ -28,6 +28,8 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         /// Exactly-once: the position committed in `offsets_topic` when sluice started; the stream's
         /// changes up to it are in Kafka already.
         var committedPosition: MessagePosition?
+        /// Changes skipped for being at or before `committedPosition`.
+        var skippedAtStart = 0
         var isExactlyOnce: Bool { config.delivery == .exactlyOnce }
 
         init(config: SinkConfig, index: Int, encoder: MessageEncoder, dispatcher: Dispatcher, metrics: SinkMetrics, stages: SinkStages,
@@ -179,7 +181,15 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     private func submit(_ change: Change, to sink: Sink) {
         let position = MessagePosition(commitLSN: change.transaction.commitLSN, commitIndex: change.commitIndex)
         // Exactly-once: committed in Kafka before the restart that sends it again.
-        if let committed = sink.committedPosition, position <= committed { return }
+        if let committed = sink.committedPosition {
+            if position <= committed {
+                sink.skippedAtStart += 1
+                return
+            }
+            sink.committedPosition = nil
+            logger.notice("exactly-once sink: past its committed position; changes sent again by the database were skipped",
+                          metadata: ["sink": "\(sink.config.name)", "skipped": "\(sink.skippedAtStart)", "position": "\(committed)"])
+        }
         let topic = sink.config.destination.topic
         let limit = sink.config.destination.maxMessageBytes
         // Too large by its values alone, and no function that could shrink or drop it: not written.
