@@ -49,10 +49,11 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             if let enrichment { enrichment.enqueue(outgoing) } else { dispatcher.submit(stages.run(outgoing)) }
         }
 
-        /// Exactly-once: a PostgreSQL transaction (or a backfill page) ended; after its messages, in order.
-        func transactionEnded() {
+        /// Exactly-once: a PostgreSQL transaction (or a backfill page, with the cursor after it) ended;
+        /// after its messages, in order.
+        func transactionEnded(backfill: BackfillCursor? = nil) {
             guard isExactlyOnce else { return }
-            if let enrichment { enrichment.transactionEnded() } else { dispatcher.transactionEnded() }
+            if let enrichment { enrichment.transactionEnded(backfill: backfill) } else { dispatcher.transactionEnded(backfill: backfill) }
         }
     }
 
@@ -246,7 +247,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
             submit(change, to: sink)
         }
         tracker.withLock { $0.commit(endLSN: lsn) }
-        sink.transactionEnded()
+        sink.transactionEnded(backfill: BackfillCursor(backfillID: page.backfillID, cursor: page.cursor))
         page.finished(emitted: rows.count, at: lsn)
     }
 
@@ -306,8 +307,12 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
 
     /// Backfills of this pipeline's sinks, meeting the stream at this pipeline's watermarks.
     public func makeBackfills(config: SluiceConfig) -> BackfillManager {
-        BackfillManager(config: config, ledger: ledger, coordinator: backfills, logger: logger,
-                        confirmed: { [weak self] in self?.confirmedLSN ?? .zero })
+        let transactional = Dictionary(sinks.compactMap { sink in sink.dispatcher.transactionalProducer.map { (sink.config.name, $0) } },
+                                       uniquingKeysWith: { first, _ in first })
+        return BackfillManager(config: config, ledger: ledger, coordinator: backfills, logger: logger,
+                               confirmed: { [weak self] in self?.confirmedLSN ?? .zero },
+                               committedCursor: { sink, id in transactional[sink]?.committedCursors[id] },
+                               ended: { sink, id in transactional[sink]?.backfillEnded(id) })
     }
 
     /// The console's view of this pipeline's sinks, combined with the ledger.

@@ -235,6 +235,31 @@ import Testing
         #expect(machine.transactionEnded().commit?.retried == [])
     }
 
+    @Test func aBackfillPagesCursorCommitsWithItsRowsAndStaysUntilTheBackfillEnds() {
+        var machine = Machine(maxMessages: 100, committedPosition: nil, committedCursors: ["old": ["9"]])
+        Self.hand(&machine, 1, lsn: 400)
+        Self.hand(&machine, 2, lsn: 400, index: 1)
+        let page = machine.transactionEnded(backfill: BackfillCursor(backfillID: "b", cursor: ["2"]))
+        #expect(page.commit?.backfills == ["old": ["9"], "b": ["2"]])
+        _ = machine.commitSucceeded(now: Self.start)
+        #expect(machine.committedCursors == ["old": ["9"], "b": ["2"]])
+        machine.backfillEnded("old")
+        Self.hand(&machine, 3, lsn: 500)
+        #expect(machine.transactionEnded().commit?.backfills == ["b": ["2"]], "carried by later commits")
+    }
+
+    @Test func aPagesCursorWhoseOnlyMessageWasTooLargeGoesWithTheNextCommit() {
+        var machine = Machine(maxMessages: 100, committedPosition: nil)
+        Self.hand(&machine, 1, lsn: 400)
+        _ = machine.transactionEnded(backfill: BackfillCursor(backfillID: "b", cursor: ["1"]))
+        machine.delivered([Self.failure(1, code: KafkaCode.messageTooLarge)])
+        _ = machine.commitFailed(Self.abortable, now: Self.start)
+        let aborted = machine.abortFinished(now: Self.start)
+        #expect(aborted.release.map(\.token) == [1] && aborted.commit == nil && machine.held.isEmpty)
+        Self.hand(&machine, 2, lsn: 500)
+        #expect(machine.transactionEnded().commit?.backfills == ["b": ["1"]])
+    }
+
     @Test func aPurgeReturnsEverythingHeldAsFailedInOrder() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         for token: UInt in 1...3 { Self.hand(&machine, token, index: Int(token)) }

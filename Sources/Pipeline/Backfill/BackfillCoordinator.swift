@@ -19,13 +19,17 @@ final class BackfillPage: @unchecked Sendable {
     let snapshot: Snapshot?
     /// µs since 2000-01-01: the read's time, the rows' commit_timestamp.
     let readAt: Int64
+    /// The backfill's cursor after this page (its last row's order values): exactly-once sinks commit it
+    /// in Kafka with the page's rows.
+    let cursor: [String]
     private let done = DispatchSemaphore(value: 0)
     private(set) var emitted = 0
     private(set) var highLSN = LSN.zero
 
     init(backfillID: String, tag: String, sink: String, table: BackfillTable, rows: [Tuple], snapshot: Snapshot? = nil,
-         readAt: Int64) {
+         readAt: Int64, cursor: [String] = []) {
         self.snapshot = snapshot
+        self.cursor = cursor
         self.backfillID = backfillID
         self.tag = tag
         self.sink = sink

@@ -13,10 +13,17 @@ public final class BackfillManager: @unchecked Sendable {
     let coordinator: BackfillCoordinator
     let logger: Logger
     let confirmed: @Sendable () -> LSN
+    /// Exactly-once sinks: the cursor a backfill's newest page committed in Kafka with its rows (sink, id).
+    let committedCursor: @Sendable (String, String) -> [String]?
+    /// A backfill of a sink ended (sink, id).
+    let ended: @Sendable (String, String) -> Void
     private let workers = Mutex<[String: BackfillWorker]>([:])
 
     init(config: SluiceConfig, ledger: DeliveryLedger, coordinator: BackfillCoordinator, logger: Logger,
-         confirmed: @escaping @Sendable () -> LSN) {
+         confirmed: @escaping @Sendable () -> LSN, committedCursor: @escaping @Sendable (String, String) -> [String]? = { _, _ in nil },
+         ended: @escaping @Sendable (String, String) -> Void = { _, _ in }) {
+        self.committedCursor = committedCursor
+        self.ended = ended
         self.config = config
         self.ledger = ledger
         self.coordinator = coordinator
@@ -27,8 +34,14 @@ public final class BackfillManager: @unchecked Sendable {
     /// Resumes active backfills from their cursors; starts the initial backfills of sinks seen for the first time.
     public func resumeAndStartInitial() {
         do {
-            for record in try ledger.backfills() where record.state == .active {
+            for var record in try ledger.backfills() where record.state == .active {
                 guard let sink = config.sinks.first(where: { $0.name == record.sink }), sink.enabled else { continue }
+                if let cursor = committedCursor(sink.name, record.id), cursor != record.cursor {
+                    // Exactly-once: the page after the saved cursor is in Kafka already, committed with this cursor.
+                    logger.notice("backfill resumes from the cursor committed in Kafka with its last page",
+                                  metadata: ["backfill": "\(record.id)", "sink": "\(sink.name)"])
+                    record.cursor = cursor
+                }
                 do { try launch(record, sink: sink) } catch {
                     logger.error("could not resume a backfill", metadata: ["backfill": "\(record.id)", "error": "\(error)"])
                 }
@@ -170,6 +183,7 @@ public final class BackfillManager: @unchecked Sendable {
                                     maxPageSize: BackfillWorker.maxPageSize(maxAckPending: sink.destination.maxAckPending),
                                     confirmed: confirmed) { [weak self] done in
             _ = self?.workers.withLock { $0.removeValue(forKey: done.id) }
+            self?.ended(done.sink, done.id)
         }
         workers.withLock { $0[record.id] = worker }
         worker.start()

@@ -125,7 +125,7 @@ final class BackfillWorker: @unchecked Sendable {
                 if rows.isEmpty { return end(.completed) }
                 let readAt = Int64((Date().timeIntervalSince1970 - 946_684_800) * 1_000_000)
                 let page = BackfillPage(backfillID: record.id, tag: current.tag, sink: record.sink, table: table, rows: rows,
-                                        snapshot: current.snapshot, readAt: readAt)
+                                        snapshot: current.snapshot, readAt: readAt, cursor: orderValues(of: rows[rows.count - 1]))
                 coordinator.register(page)
                 _ = try reader.emitWatermark("\(record.id):\(current.tag):high")
                 let highWritten = Date()
@@ -141,7 +141,7 @@ final class BackfillWorker: @unchecked Sendable {
                 } else if current.queryMS < Double(maxQueryMS) / 4 {
                     pageSize = min(maxPageSize, pageSize * 2)
                 }
-                let cursor = orderValues(of: rows[rows.count - 1])
+                let cursor = page.cursor
                 let last = rows.count < current.limit
                 if !last && !shouldStop {
                     number += 1

@@ -329,8 +329,8 @@ final class Dispatcher: @unchecked Sendable {
 
     /// Exactly-once: a PostgreSQL transaction ended, and every message of it for this sink was handed over
     /// (its stages run on the replication thread, which calls this; with enrichment, the batcher does).
-    func transactionEnded() {
-        (lock.withLock { producer } as? TransactionalProducer)?.transactionEnded()
+    func transactionEnded(backfill: BackfillCursor? = nil) {
+        (lock.withLock { producer } as? TransactionalProducer)?.transactionEnded(backfill: backfill)
     }
 
     /// Exactly-once: the sink's transactional producer, for its committed position and state.

@@ -21,7 +21,7 @@ final class EnrichmentBatcher: @unchecked Sendable {
     /// (by `enqueued` at the time): exactly-once sinks commit only whole ones.
     private var enqueued = 0
     private var handed = 0
-    private var transactionEnds = Deque<Int>()
+    private var transactionEnds = Deque<(enqueued: Int, backfill: BackfillCursor?)>()
     private var stopping = false
     private let done = DispatchSemaphore(value: 0)
     /// Called when the queue has room again.
@@ -51,12 +51,12 @@ final class EnrichmentBatcher: @unchecked Sendable {
     }
 
     /// A PostgreSQL transaction ended: the dispatcher hears of it once its messages were handed over.
-    func transactionEnded() {
+    func transactionEnded(backfill: BackfillCursor? = nil) {
         lock.lock()
         let allHanded = handed == enqueued
-        if !allHanded { transactionEnds.append(enqueued) }
+        if !allHanded { transactionEnds.append((enqueued, backfill)) }
         lock.unlock()
-        if allHanded { dispatcher.transactionEnded() }
+        if allHanded { dispatcher.transactionEnded(backfill: backfill) }
     }
 
     var hasCapacity: Bool {
@@ -103,14 +103,14 @@ final class EnrichmentBatcher: @unchecked Sendable {
             lock.lock()
             working = 0
             handed += batch.count
-            var ended = 0
-            while let end = transactionEnds.first, end <= handed {
+            var ended: [BackfillCursor?] = []
+            while let end = transactionEnds.first, end.enqueued <= handed {
                 transactionEnds.removeFirst()
-                ended += 1
+                ended.append(end.backfill)
             }
             lock.broadcast()
             lock.unlock()
-            if ended > 0 { dispatcher.transactionEnded() }
+            for backfill in ended { dispatcher.transactionEnded(backfill: backfill) }
         }
     }
 }

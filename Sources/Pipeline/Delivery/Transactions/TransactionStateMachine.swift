@@ -28,6 +28,8 @@ struct TransactionStateMachine {
         var report: DeliveryReport?
         /// Kafka refused it as too large: it leaves the transaction when that is aborted.
         var refusal: KafkaError?
+        /// The last message of a backfill page: the backfill's cursor after the page, committed with it.
+        var backfill: BackfillCursor?
     }
 
     enum Phase: Equatable {
@@ -47,6 +49,8 @@ struct TransactionStateMachine {
     /// What to commit: the first `count` held messages, and the sink's position after them.
     struct Commit: Equatable {
         var count: Int
+        /// Backfills' cursors after their newest page committed so far, this transaction included.
+        var backfills: [String: [String]] = [:]
         /// The newest stream position committed so far, this transaction included; nil while there is none.
         var position: MessagePosition?
         /// Parked messages (by position) delivered in this transaction, and in earlier ones while the
@@ -86,12 +90,18 @@ struct TransactionStateMachine {
     /// Parked messages committed in Kafka whose removal from the ledger is not known to be written yet:
     /// every commit names them again, so a restart after a crash in between finds them in `offsets_topic`.
     private(set) var unconfirmedRetries: Set<MessagePosition> = []
+    /// Backfills' cursors after their newest committed page, until the backfill ends.
+    private(set) var committedCursors: [String: [String]]
+    /// A page's cursor whose messages all left (too large) before they were committed: goes with the next commit.
+    private var strayCursors: [String: [String]] = [:]
     let maxMessages: Int
     private let jitter: () -> Double
 
-    init(maxMessages: Int, committedPosition: MessagePosition?, jitter: @escaping () -> Double = { Double.random(in: 0...1) }) {
+    init(maxMessages: Int, committedPosition: MessagePosition?, committedCursors: [String: [String]] = [:],
+         jitter: @escaping () -> Double = { Double.random(in: 0...1) }) {
         self.maxMessages = max(1, maxMessages)
         self.committedPosition = committedPosition
+        self.committedCursors = committedCursors
         self.jitter = jitter
     }
 
@@ -128,9 +138,13 @@ struct TransactionStateMachine {
         if index < complete { complete -= 1 }
     }
 
-    /// A PostgreSQL transaction ended: everything handed over so far may be committed.
-    mutating func transactionEnded() -> Actions {
+    /// A PostgreSQL transaction ended: everything handed over so far may be committed. A backfill page's
+    /// cursor rides on its last message (or, with none held, on the next commit).
+    mutating func transactionEnded(backfill: BackfillCursor? = nil) -> Actions {
         var actions = Actions()
+        if let backfill {
+            if held.count > complete { held[held.count - 1].backfill = backfill } else { strayCursors[backfill.backfillID] = backfill.cursor }
+        }
         complete = held.count
         commitIfReady(&actions)
         return actions
@@ -162,6 +176,8 @@ struct TransactionStateMachine {
         }
         actions.committed = (count, committedPosition)
         unconfirmedRetries.formUnion(batch.filter(\.isRetry).map(\.position))
+        committedCursors = cursors(after: batch)
+        strayCursors = [:]
         held.removeFirst(count)
         produced = 0
         complete = max(0, complete - count)
@@ -219,6 +235,15 @@ struct TransactionStateMachine {
             if let refusal = held[index].refusal {
                 let gone = held.remove(at: index)
                 if index < complete { complete -= 1 }
+                if let backfill = gone.backfill {
+                    // The page's cursor moves to its message before, if that one is of the same page; else it
+                    // goes with the next commit.
+                    if index > 0, held[index - 1].backfill == nil, held[index - 1].position.commitLSN == gone.position.commitLSN {
+                        held[index - 1].backfill = backfill
+                    } else {
+                        strayCursors[backfill.backfillID] = backfill.cursor
+                    }
+                }
                 actions.release.append(DeliveryReport(token: gone.token, error: refusal, topic: gone.message.topic, partition: -1,
                                                       offset: -1, size: gone.message.value.count))
                 refusedAny = true
@@ -256,6 +281,12 @@ struct TransactionStateMachine {
             if case .waiting(let until) = phase { actions.wakeAt = until }
         }
         return actions
+    }
+
+    /// A backfill ended (its state is saved): its cursor no longer needs to ride along.
+    mutating func backfillEnded(_ id: String) {
+        committedCursors[id] = nil
+        strayCursors[id] = nil
     }
 
     /// The ledger no longer holds these parked messages (their delivery, or a cancellation, is written).
@@ -308,6 +339,19 @@ struct TransactionStateMachine {
         let newest = batch.filter { !$0.isRetry }.map(\.position).max()
         let position = [committedPosition, newest].compactMap { $0 }.max()
         let retried = unconfirmedRetries.union(batch.filter(\.isRetry).map(\.position))
-        return Commit(count: count, position: position, retried: retried.sorted())
+        return Commit(count: count, backfills: cursors(after: batch), position: position, retried: retried.sorted())
     }
+
+    /// The backfills' cursors once `batch` is committed.
+    private func cursors(after batch: Deque<Held>.SubSequence) -> [String: [String]] {
+        var cursors = committedCursors.merging(strayCursors) { _, stray in stray }
+        for held in batch { if let backfill = held.backfill { cursors[backfill.backfillID] = backfill.cursor } }
+        return cursors
+    }
+}
+
+/// A backfill's cursor after one of its pages.
+struct BackfillCursor: Equatable, Sendable {
+    var backfillID: String
+    var cursor: [String]
 }

@@ -75,7 +75,8 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
                                                   properties: settings.properties, timeout: wait)
         let committed = try newest.map { try OffsetsRecord(decoding: $0, topic: settings.offsetsTopic) }
         committedRetries = committed?.retried ?? []
-        machine = TransactionStateMachine(maxMessages: settings.maxMessages, committedPosition: committed?.position)
+        machine = TransactionStateMachine(maxMessages: settings.maxMessages, committedPosition: committed?.position,
+                                          committedCursors: committed?.backfills ?? [:])
         relay.target = self
         let thread = Thread { [self] in runWorker() }
         thread.name = "sluice-txn-\(settings.sinkName)"
@@ -126,16 +127,25 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
                     position: MessagePosition(commitLSN: .zero, commitIndex: 0), isRetry: true)
     }
 
-    /// A PostgreSQL transaction ended (everything of it that this sink delivers was handed over).
-    func transactionEnded() {
+    /// A PostgreSQL transaction ended (everything of it that this sink delivers was handed over); for a
+    /// backfill page, with the backfill's cursor after it.
+    func transactionEnded(backfill: BackfillCursor? = nil) {
         lock.lock()
-        let refused = perform(machine.transactionEnded())
+        let refused = perform(machine.transactionEnded(backfill: backfill))
         lock.unlock()
         if !refused.isEmpty { DispatchQueue.global().async { [release] in release(refused) } }
     }
 
     /// The producer is being replaced: what it holds comes back to the dispatcher (to be sent again, in
     /// order, by the next one) and it commits nothing more.
+    /// Backfill cursors committed in Kafka with their pages' rows (read at start, then each commit's).
+    var committedCursors: [String: [String]] { lock.withLock { machine.committedCursors } }
+
+    /// A backfill ended (its state is saved): commits need not carry its cursor any more.
+    func backfillEnded(_ id: String) {
+        lock.withLock { machine.backfillEnded(id) }
+    }
+
     /// The ledger's removal of these parked messages is written: commits need not name them any more.
     func unparksWritten(_ positions: [MessagePosition]) {
         guard !positions.isEmpty else { return }
@@ -282,7 +292,7 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
 
     /// Writes the sink's position into the transaction, then commits it; nil when it committed.
     private func commitTransaction(_ commit: TransactionStateMachine.Commit) -> KafkaTransactionError? {
-        let record = OffsetsRecord(sink: settings.sinkName, position: commit.position, retried: commit.retried)
+        let record = OffsetsRecord(sink: settings.sinkName, position: commit.position, retried: commit.retried, backfills: commit.backfills)
         do {
             try kafka.produce(topic: settings.offsetsTopic, key: Array(settings.offsetsKey.utf8), value: record.json, token: Self.offsetsToken)
         } catch {
@@ -307,13 +317,16 @@ struct OffsetsRecord: Equatable {
     var sink: String
     /// The newest stream position in Kafka; the stream's changes up to it are skipped at start.
     var position: MessagePosition?
-    /// Parked messages delivered in the transaction.
+    /// Parked messages delivered in the transaction (or earlier, while the ledger may still hold them).
     var retried: [MessagePosition]
+    /// Backfills' cursors after their newest committed page, by backfill id.
+    var backfills: [String: [String]]
 
-    init(sink: String, position: MessagePosition?, retried: [MessagePosition] = []) {
+    init(sink: String, position: MessagePosition?, retried: [MessagePosition] = [], backfills: [String: [String]] = [:]) {
         self.sink = sink
         self.position = position
         self.retried = retried
+        self.backfills = backfills
     }
 
     var json: [UInt8] {
@@ -329,7 +342,18 @@ struct OffsetsRecord: Equatable {
             if index > 0 { json.raw(",") }
             json.string("\(retried.commitLSN):\(retried.commitIndex)")
         }
-        json.raw("]}")
+        json.raw("],\"backfills\":{")
+        for (index, (id, cursor)) in backfills.sorted(by: { $0.key < $1.key }).enumerated() {
+            if index > 0 { json.raw(",") }
+            json.string(id)
+            json.raw(":[")
+            for (position, value) in cursor.enumerated() {
+                if position > 0 { json.raw(",") }
+                json.string(value)
+            }
+            json.raw("]")
+        }
+        json.raw("}}")
         return json.bytes
     }
 
@@ -346,5 +370,6 @@ struct OffsetsRecord: Equatable {
             else { return nil }
             return MessagePosition(commitLSN: lsn, commitIndex: index)
         }
+        backfills = (object["backfills"] as? [String: [String]]) ?? [:]
     }
 }
