@@ -23,6 +23,29 @@ struct CheckCommandTests {
         #expect(result.stdout.contains("configuration is valid"))
     }
 
+    @Test func anExactlyOnceSinkIsCheckedForTransactionsWithoutFencingARunningSluice() throws {
+        let fixture = try Fixture()
+        try fixture.database.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
+        let topic = fixture.topic()
+        let transactionalID = TestEnvironment.uniqueName("txid")
+        let config = fixture.config(tables: ["public.orders"], sinks: [.init(name: "orders", topic: topic, extra: """
+                  transactional_id: \(transactionalID)
+                  offsets_topic: \(TestEnvironment.uniqueName("offsets"))
+                delivery: exactly_once
+
+            """)])
+        let sluice = try fixture.startSluice(config: config)
+        let result = try check(fixture.environment, config: config)
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect(result.stdout.contains("ok: sinks[0] orders: the brokers support transactions (InitProducerId answered for \(transactionalID).check)"),
+                "\(result.stdout)")
+        // The check used an id of its own: the running sluice still commits.
+        try fixture.database.execute("INSERT INTO public.orders VALUES (1)")
+        #expect(try topic.waitForMessages(1, timeout: 30).count == 1, "log:\n\(sluice.log.suffix(2000))")
+        #expect(!sluice.log.contains("another producer took"))
+        #expect(sluice.stop() == 0)
+    }
+
     @Test func invalidFieldsAreNamedOnePerLine() throws {
         let environment = try TestEnvironment.current()
         let result = try check(environment, config: """
