@@ -67,6 +67,9 @@ def main():
     p.add_argument("--no-functions", action="store_true",
                    help="throughput: skip the runs with a routing function and with a filter")
     p.add_argument("--no-backfill", action="store_true", help="skip the backfill part")
+    p.add_argument("--no-exactly-once", action="store_true",
+                   help="skip the exactly-once runs (throughput (f), and latency at --eo-rates)")
+    p.add_argument("--eo-rates", default="5000", help="latency: rates to run an exactly-once sink at too")
     p.add_argument("--backfill-rows", type=int, default=1_000_000,
                    help="backfill: rows of public.bench_backfill (default 1,000,000)")
     p.add_argument("--backfill-changes", type=int, default=200_000,

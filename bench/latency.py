@@ -264,9 +264,14 @@ def distribution(sorted_values, prefix=""):
 
 KINDS = {
     "sluice": "**sluice**: commit → consumer receipt",
+    "sluice_eo": "**sluice, exactly-once**: commit → `read_committed` consumer receipt",
     "pg_floor": "floor, PostgreSQL: commit → pgoutput client receipt",
     "kafka_floor": "floor, Kafka: producer hand-over → consumer receipt",
 }
+
+
+# Runs of sluice itself (at-least-once and exactly-once), as against the floors.
+SLUICE_KINDS = ("sluice", "sluice_eo")
 
 
 def latency_at(env, conn, rate, args, kind="sluice", message_bytes=600):
@@ -289,9 +294,10 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
     if kind != "kafka_floor":
         sql_one(conn, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     console = None
-    if kind == "sluice":
+    if kind in SLUICE_KINDS:
         console = (free_port(), "bench-latency-token")
-        proc, logpath = start_sluice(env, slot, topic, f"latency_{rate}", console=console)
+        proc, logpath = start_sluice(env, slot, topic, f"latency_{kind}_{rate}", console=console,
+                                     delivery="exactly_once" if kind == "sluice_eo" else None)
         for _ in range(300):  # until sluice streams from its slot
             if sql_one(conn, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)):
                 break
@@ -303,7 +309,7 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
     out_w, out_c, count_q = ctx.Queue(), ctx.Queue(), ctx.Queue()
     ready = ctx.Event()
     measure_from = ctx.Value("d", 1e18)
-    seconds = (args.latency_seconds if kind == "sluice" else args.floor_seconds) + args.warmup
+    seconds = (args.latency_seconds if kind in SLUICE_KINDS else args.floor_seconds) + args.warmup
     if kind == "pg_floor":
         consumer = ctx.Process(target=replication_consumer, args=(env.recv_dsn, slot, measure_from, count_q, ready,
                                                                   out_c, seconds + 90))
@@ -376,7 +382,7 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
     if kind == "kafka_floor":
         acks = sorted(a for r in reports for a in r.get("acks", []))
         result.update(distribution(acks, "ack_"))
-    if kind == "sluice":
+    if kind in SLUICE_KINDS:
         result.update(histogram_quantiles(ack_before, ack_after, "sluice_ack_"))
         rc = stop_process(proc)
         measured = [x for x in samples if x[0] >= args.warmup]
@@ -402,10 +408,13 @@ def _latency_at(env, kafka, conn, rate, args, kind, message_bytes):
 
 
 def latency(env, conn, args):
-    results = {"sluice": [], "pg_floor": [], "kafka_floor": []}
+    results = {"sluice": [], "sluice_eo": [], "pg_floor": [], "kafka_floor": []}
+    eo_rates = set() if args.no_exactly_once else {int(r) for r in args.eo_rates.split(",") if r}
     for rate in [int(r) for r in args.rates.split(",") if r]:
         s = latency_at(env, conn, rate, args)
         results["sluice"].append(s)
+        if rate in eo_rates:
+            results["sluice_eo"].append(latency_at(env, conn, rate, args, kind="sluice_eo"))
         if not args.no_floor:
             results["pg_floor"].append(latency_at(env, conn, rate, args, kind="pg_floor"))
             results["kafka_floor"].append(latency_at(env, conn, rate, args, kind="kafka_floor",

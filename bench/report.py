@@ -248,6 +248,12 @@ def render(results, args):
         fn_rows = {"route": "(d) sluice as (b) + routing function `by-id` "
                             "(`return { message_key = tostring(record.id) }`)",
                    "filter": "(e) sluice as (b) + filter `keep-all` (`return true`)"}
+        runs_eo = t.get("sluice_eo")
+        if runs_eo:
+            summary["sluice_eo"] = row("(f) sluice as (b) with `delivery: exactly_once` (Kafka transactions, position in "
+                                       "`offsets_topic`)", [None if r["failure"] else r["seconds_slot"] for r in runs_eo],
+                                       [r["cpu_seconds"] for r in runs_eo], [r.get("broker_cpu_seconds") for r in runs_eo])
+            summary["cpu_per_100k_eo"] = median([r["cpu_seconds"] / n * 1e5 for r in runs_eo if r["cpu_seconds"] is not None])
         for f in FUNCTIONS:
             runs_f = t.get(f"sluice_{f}")
             if not runs_f:
@@ -274,7 +280,7 @@ def render(results, args):
               f"the function's cost differs; {delivered}. In each round the three sluice runs go back to back, "
               "their order rotated "
               "from round to round (" + "; ".join(
-                  f"round {i + 1}: " + ", ".join({"sluice": "b", "sluice_route": "d", "sluice_filter": "e"}[k]
+                  f"round {i + 1}: " + ", ".join({"sluice": "b", "sluice_route": "d", "sluice_filter": "e", "sluice_eo": "f"}[k]
                                                  for k in o) for i, o in enumerate(t.get("sluice_order", [])))
               + ").")
             pairs = []
@@ -300,6 +306,15 @@ def render(results, args):
             vb = summary.get(f"sluice_{f}_broker")
             b2 = summary.get("sluice_broker")
             summary[f"{f}_plain_broker"] = vb / b2 if vb and b2 else None
+        if summary.get("sluice_eo") and sluice:
+            summary["eo_alo"] = summary["sluice_eo"] / sluice
+            each = [f"{plain['seconds_slot'] / eo['seconds_slot']:.2f}" if not plain["failure"] and not eo["failure"] else "failed"
+                    for plain, eo in zip(t["sluice"], t.get("sluice_eo", []))]
+            w("(f) is (b) with the sink's `delivery: exactly_once`: whole PostgreSQL transactions per Kafka "
+              "transaction (split at max_ack_pending, 10,000), the position in `offsets_topic` in each; timed the same "
+              "way, until the slot passes the end (which it does only after the commits). (f) / (b) within each round: "
+              + ", ".join(each) + ". Its broker end offsets include the transactions' commit markers.")
+            w("")
         summary["cpu_per_100k"] = median([r["cpu_seconds"] / n * 1e5 for r in t["sluice"]
                                           if r["cpu_seconds"] is not None])
         summary["naive_cpu_per_100k"] = median([r["cpu_seconds"] / n * 1e5 for r in t["naive"]
@@ -345,13 +360,14 @@ def render(results, args):
         w("| pipeline | target rate | achieved | changes per txn | measured | p50 | p99 | p99.9 | max "
           "| commit → broker ack | sluice CPU | machine CPU busy |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+        eo_lat = {r["rate"]: r for r in latres.get("sluice_eo", [])}
         for r in lat:
-            for kind, row in (("sluice", r), ("pg_floor", floors["pg_floor"].get(r["rate"])),
+            for kind, row in (("sluice", r), ("sluice_eo", eo_lat.get(r["rate"])), ("pg_floor", floors["pg_floor"].get(r["rate"])),
                               ("kafka_floor", floors["kafka_floor"].get(r["rate"]))):
                 if row is None:
                     continue
                 failed = f" ({row['failure']})" if row.get("failure") else ""
-                if kind == "sluice":
+                if kind in ("sluice", "sluice_eo"):
                     cpu = pct(row["sluice_cpu_fraction"])
                     if row.get("sluice_ack_p99_ms") is not None:
                         within = row.get("sluice_ack_within_25ms")
@@ -389,6 +405,9 @@ def render(results, args):
             if r["rate"] == 5000:
                 summary["p99_5000"] = r["p99_ms"]
                 summary["ack_p99_5000"] = r.get("sluice_ack_p99_ms")
+                if eo_lat.get(5000):
+                    summary["eo_p99_5000"] = eo_lat[5000]["p99_ms"]
+                    summary["eo_ack_p99_5000"] = eo_lat[5000].get("sluice_ack_p99_ms")
                 summary["ack_within_25_5000"] = r.get("sluice_ack_within_25ms")
                 kf = floors["kafka_floor"].get(5000)
                 pf = floors["pg_floor"].get(5000)
@@ -493,6 +512,13 @@ def render(results, args):
            lambda v: f"{v:.1f} ms" + (f", {summary['ack_within_25_5000'] * 100:.1f}% ≤ 25 ms"
                                       if summary.get("ack_within_25_5000") is not None else "") +
                      (f" (bare producer hand-over → ack p99: {fmt_ms(kf5.get('ack_p99_ms'))} ms)" if kf5 else ""))
+    if t and t.get("exactly_once"):
+        target("exactly-once / at-least-once ≥ 0.8 (changes/s, (f) / (b))", summary.get("eo_alo"), lambda v: v >= 0.8,
+               lambda v: f"{v:.2f} ({summary['sluice_eo']:,.0f} vs {summary['sluice']:,.0f} changes/s)")
+    if summary.get("eo_p99_5000") is not None:
+        w(f"| (no target) exactly-once at 5,000 changes/s: p99 commit → `read_committed` receipt; commit → ack | "
+          f"{fmt_ms(summary['eo_p99_5000'])} ms; {fmt_ms(summary.get('eo_ack_p99_5000'))} ms | "
+          f"at-least-once: {fmt_ms(summary.get('p99_5000'))} ms; {fmt_ms(summary.get('ack_p99_5000'))} ms |")
     for f, name, goal in (("route", "routing function `by-id`: (d) / (b) ≥ 0.90", 0.90),
                           ("filter", "filter `keep-all`: (e) / (b) ≥ 0.95", 0.95)):
         if t and t.get("functions"):

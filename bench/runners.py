@@ -33,9 +33,10 @@ end
 
 
 def sluice_config(env, slot, topic, path, function=None, publication=PUBLICATION, tables=("public.bench",),
-                  console=None):
+                  console=None, delivery=None):
     """sluice.yml for the bench; `function` = a key of FUNCTIONS to attach to the sink, or None;
-    `console` = (port, token) to serve the console API on 127.0.0.1:port, or None."""
+    `console` = (port, token) to serve the console API on 127.0.0.1:port, or None; `delivery` =
+    "exactly_once" for a transactional sink (its own transactional id and offsets topic per slot)."""
     heartbeat = env.heartbeat
     state = os.path.splitext(path)[0] + "-state.sqlite"
     functions = sink_ref = ""
@@ -45,6 +46,10 @@ def sluice_config(env, slot, topic, path, function=None, publication=PUBLICATION
         functions = f"functions:\n  - name: {fn['name']}\n    type: {fn['type']}\n    code: |\n{code}"
         sink_ref = f"    {fn['sink_key']}: {fn['name']}\n"
     console_yml = f"console: {{ listen: 127.0.0.1:{console[0]}, token: {console[1]} }}\n" if console else ""
+    transactions = delivery_yml = ""
+    if delivery == "exactly_once":
+        transactions = f", transactional_id: bench-{slot}-{env.run_id}, offsets_topic: bench_offsets_{slot}_{env.run_id}"
+        delivery_yml = "    delivery: exactly_once\n"
     with open(path, "w") as f:
         f.write(f"""state: {{ path: {state} }}
 {console_yml}database:
@@ -54,7 +59,7 @@ def sluice_config(env, slot, topic, path, function=None, publication=PUBLICATION
   heartbeat_interval: {heartbeat}
 {functions}sinks:
   - name: bench
-{sink_ref}    destination: {{ type: kafka, hosts: {env.kafka}, topic: {topic}, max_ack_pending: 10000, batch_size: 1000 }}
+{sink_ref}{delivery_yml}    destination: {{ type: kafka, hosts: {env.kafka}, topic: {topic}, max_ack_pending: 10000, batch_size: 1000{transactions} }}
 """)
 
 

@@ -24,7 +24,9 @@ from runners import FUNCTIONS, run_ceiling, run_naive, run_sluice_backlog
 def throughput(env, conn, args):
     n, runs = args.changes, args.runs
     # sluice runs per round: plain, and (unless --no-functions) with each function of FUNCTIONS.
-    variants = ["sluice"] + ([] if args.no_functions else [f"sluice_{f}" for f in FUNCTIONS])
+    # and (unless --no-exactly-once) with delivery: exactly_once.
+    variants = (["sluice"] + ([] if args.no_functions else [f"sluice_{f}" for f in FUNCTIONS])
+                + ([] if args.no_exactly_once else ["sluice_eo"]))
     kinds = ["ceiling", *variants, "naive"]
     log(f"throughput: creating slots, then writing {n:,} changes")
     names = {kind: [f"{kind}_{i + 1}" for i in range(runs)] for kind in kinds}
@@ -56,7 +58,7 @@ def throughput(env, conn, args):
     results = {"changes": n, "counts": counts, "transactions": transactions, "wal_bytes": wal_bytes,
                "row_bytes": row_bytes, "write_seconds": write_seconds,
                "start_lsn": lsn_text(start_lsn), "end_lsn": lsn_text(end_lsn),
-               "ceiling": [], "naive": [], "functions": not args.no_functions,
+               "ceiling": [], "naive": [], "functions": not args.no_functions, "exactly_once": not args.no_exactly_once,
                **{kind: [] for kind in variants}, "sluice_order": []}
     for i in range(runs):
         r = run_ceiling(env, names["ceiling"][i], end_lsn)
@@ -69,14 +71,15 @@ def throughput(env, conn, args):
         order = variants[i % len(variants):] + variants[:i % len(variants)]
         results["sluice_order"].append(order)
         for kind in order:
-            function = kind[len("sluice_"):] if kind != "sluice" else None
+            function = kind[len("sluice_"):] if kind not in ("sluice", "sluice_eo") else None
+            delivery = "exactly_once" if kind == "sluice_eo" else None
             topic = f"bench_{kind}_{env.run_id}_{i + 1}"
             with Broker(env) as broker:
                 broker.kafka.create_topic(topic, args.partitions)
                 timeout = max(120.0, 20 * r["seconds"])
                 cpu0 = broker.cpu_seconds()
                 s = run_sluice_backlog(env, broker.kafka, conn, names[kind][i], topic, end_lsn, n, timeout,
-                                       f"backlog_{kind}_{i + 1}", function=function)
+                                       f"backlog_{kind}_{i + 1}", function=function, delivery=delivery)
                 s["broker_cpu_seconds"] = broker.cpu_seconds() - cpu0
             drop_slot(conn, names[kind][i])
             results[kind].append(s)
