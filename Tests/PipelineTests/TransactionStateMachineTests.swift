@@ -26,6 +26,9 @@ import Testing
         DeliveryReport(token: token, error: KafkaError(code: code), topic: "t", partition: -1, offset: -1, size: 10)
     }
 
+    /// The token of the offsets record's report.
+    static let offsetsToken = UInt.max
+
     static let abortable = KafkaTransactionError(error: KafkaError(code: KafkaCode.requestTimedOut), requiresAbort: true)
     static let fenced = KafkaTransactionError(error: KafkaError(code: -144, fatal: true), isFatal: true)
 
@@ -56,7 +59,7 @@ import Testing
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1)
         Self.hand(&machine, 2, index: 1)
-        machine.delivered([Self.ack(1, offset: 7), Self.ack(2, offset: 8)])
+        _ = machine.delivered([Self.ack(1, offset: 7), Self.ack(2, offset: 8)], offsetsToken: Self.offsetsToken)
         let ended = machine.transactionEnded()
         #expect(ended.release.isEmpty, "acknowledged is not committed")
         let committed = machine.commitSucceeded(now: Self.start)
@@ -64,6 +67,36 @@ import Testing
         #expect(committed.release.allSatisfy { $0.error == nil })
         #expect(committed.committed?.messages == 2 && committed.committed?.position == Self.position(100, 1))
         #expect(machine.committedPosition == Self.position(100, 1) && machine.held.isEmpty && machine.phase == .idle)
+    }
+
+    @Test func commitIsCalledOnlyOnceKafkaAcknowledgedTheMessagesAndTheOffsetsRecord() {
+        var machine = Machine(maxMessages: 100, committedPosition: nil)
+        Self.hand(&machine, 1)
+        Self.hand(&machine, 2, index: 1)
+        _ = machine.delivered([Self.ack(1)], offsetsToken: Self.offsetsToken)
+        let decided = machine.transactionEnded()
+        #expect(decided.commit?.count == 2 && !decided.callCommit, "the offsets record is written; the commit waits")
+        #expect(!machine.delivered([Self.ack(2)], offsetsToken: Self.offsetsToken).callCommit, "the offsets record is not acknowledged yet")
+        let ready = machine.delivered([Self.ack(Self.offsetsToken)], offsetsToken: Self.offsetsToken)
+        #expect(ready.callCommit)
+        #expect(!machine.delivered([Self.ack(2)], offsetsToken: Self.offsetsToken).callCommit, "called once")
+    }
+
+    @Test func aFailedMessageStillLetsTheCommitBeCalledSoThatItFailsAndAborts() {
+        var machine = Machine(maxMessages: 100, committedPosition: nil)
+        Self.hand(&machine, 1)
+        _ = machine.delivered([Self.failure(1, code: KafkaCode.messageTimedOut), Self.ack(Self.offsetsToken)], offsetsToken: Self.offsetsToken)
+        #expect(machine.transactionEnded().callCommit == false, "the offsets record was written after the report")
+        #expect(machine.delivered([Self.ack(Self.offsetsToken)], offsetsToken: Self.offsetsToken).callCommit)
+        #expect(machine.lastError?.code == KafkaCode.messageTimedOut)
+    }
+
+    @Test func aRefusedOffsetsRecordAbortsTheTransaction() {
+        var machine = Machine(maxMessages: 100, committedPosition: nil)
+        Self.hand(&machine, 1)
+        _ = machine.transactionEnded()
+        let refused = machine.offsetsRecordRefused(KafkaError(code: KafkaCode.requestTimedOut), now: Self.start)
+        #expect(refused.abort && machine.phase == .aborting)
     }
 
     @Test func aCommittedMessageWithoutItsReportYetIsReleasedAsDelivered() {
@@ -128,7 +161,7 @@ import Testing
         var machine = Machine(maxMessages: 100, committedPosition: nil, jitter: { 0 })
         for token: UInt in 1...3 { Self.hand(&machine, token, index: Int(token)) }
         _ = machine.transactionEnded()
-        machine.delivered([Self.ack(1), Self.failure(2, code: KafkaCode.requestTimedOut)])
+        _ = machine.delivered([Self.ack(1), Self.failure(2, code: KafkaCode.requestTimedOut)], offsetsToken: Self.offsetsToken)
         let failed = machine.commitFailed(Self.abortable, now: Self.start)
         #expect(failed.abort && failed.release.isEmpty && machine.phase == .aborting)
         let aborted = machine.abortFinished(now: Self.start)
@@ -164,7 +197,7 @@ import Testing
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         for token: UInt in 1...3 { Self.hand(&machine, token, index: Int(token)) }
         _ = machine.transactionEnded()
-        machine.delivered([Self.ack(1), Self.failure(2, code: KafkaCode.messageTooLarge), Self.ack(3)])
+        _ = machine.delivered([Self.ack(1), Self.failure(2, code: KafkaCode.messageTooLarge), Self.ack(3)], offsetsToken: Self.offsetsToken)
         _ = machine.commitFailed(Self.abortable, now: Self.start)
         let aborted = machine.abortFinished(now: Self.start)
         #expect(aborted.release.map(\.token) == [2] && aborted.release.first?.error?.category == .messageTooLarge)
@@ -202,7 +235,7 @@ import Testing
         let retriable = KafkaTransactionError(error: KafkaError(code: KafkaCode.requestTimedOut), isRetriable: true)
         let failed = machine.commitFailed(retriable, now: Self.start)
         #expect(!failed.abort && failed.wakeAt == Self.start.addingTimeInterval(1))
-        #expect(machine.tick(now: Self.start.addingTimeInterval(1)).commit?.count == 1)
+        #expect(machine.tick(now: Self.start.addingTimeInterval(1)).callCommit, "the same commit, called again")
     }
 
     @Test func theCommittedPositionNeverGoesBackAndRetriesDoNotMoveIt() {
@@ -252,7 +285,7 @@ import Testing
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1, lsn: 400)
         _ = machine.transactionEnded(backfill: BackfillCursor(backfillID: "b", cursor: ["1"]))
-        machine.delivered([Self.failure(1, code: KafkaCode.messageTooLarge)])
+        _ = machine.delivered([Self.failure(1, code: KafkaCode.messageTooLarge)], offsetsToken: Self.offsetsToken)
         _ = machine.commitFailed(Self.abortable, now: Self.start)
         let aborted = machine.abortFinished(now: Self.start)
         #expect(aborted.release.map(\.token) == [1] && aborted.commit == nil && machine.held.isEmpty)

@@ -26,6 +26,8 @@ struct TransactionStateMachine {
         var message: Message
         /// Kafka's acknowledgement in the running transaction.
         var report: DeliveryReport?
+        /// Kafka failed it in the running transaction (the commit will fail, and the transaction run again).
+        var failed = false
         /// Kafka refused it as too large: it leaves the transaction when that is aborted.
         var refusal: KafkaError?
         /// The last message of a backfill page: the backfill's cursor after the page, committed with it.
@@ -62,7 +64,11 @@ struct TransactionStateMachine {
         var begin = false
         /// Hand these to Kafka, in this order, inside the open transaction.
         var produce: [Held] = []
+        /// Commit these: write the offsets record into the transaction now; the commit itself follows
+        /// (`callCommit`) once Kafka acknowledged everything in it, so that the commit does not wait.
         var commit: Commit?
+        /// Call commit on the transaction now: every message in it, and the offsets record, has its report.
+        var callCommit = false
         var abort = false
         /// Tell the dispatcher: delivered (after a commit), or failed (too large; purged).
         var release: [DeliveryReport] = []
@@ -87,6 +93,10 @@ struct TransactionStateMachine {
     private(set) var lastError: KafkaError?
     /// A commit that failed in a way that allows calling it again, at this time.
     private(set) var commitAgainAt: Date?
+    /// The committing transaction's offsets record was acknowledged (or failed).
+    private(set) var offsetsReported = false
+    /// Commit was called on the committing transaction.
+    private(set) var commitCalled = false
     /// Parked messages committed in Kafka whose removal from the ledger is not known to be written yet:
     /// every commit names them again, so a restart after a crash in between finds them in `offsets_topic`.
     private(set) var unconfirmedRetries: Set<MessagePosition> = []
@@ -150,17 +160,32 @@ struct TransactionStateMachine {
         return actions
     }
 
-    /// Kafka's delivery reports for messages of the running transaction.
-    mutating func delivered(_ reports: [DeliveryReport]) {
+    /// Kafka's delivery reports for messages of the running transaction (`offsetsToken`: its offsets record).
+    mutating func delivered(_ reports: [DeliveryReport], offsetsToken: UInt) -> Actions {
+        var actions = Actions()
         for report in reports {
+            if report.token == offsetsToken {
+                if case .committing = phase { offsetsReported = true }
+                if let error = report.error, !error.isPurged { lastError = error }
+                continue
+            }
             guard let index = held.prefix(produced).firstIndex(where: { $0.token == report.token }) else { continue }
             if let error = report.error {
                 if error.category == .messageTooLarge { held[index].refusal = error }
                 if !error.isPurged { lastError = error }
+                held[index].failed = true
             } else {
                 held[index].report = report
             }
         }
+        callCommitIfReported(&actions)
+        return actions
+    }
+
+    /// The offsets record could not be written into the transaction: it must be aborted and run again.
+    mutating func offsetsRecordRefused(_ error: KafkaError, now: Date) -> Actions {
+        offsetsReported = true
+        return commitFailed(KafkaTransactionError(error: error, requiresAbort: true), now: now)
     }
 
     mutating func commitSucceeded(now: Date) -> Actions {
@@ -184,6 +209,8 @@ struct TransactionStateMachine {
         attempt = 0
         lastError = nil
         commitAgainAt = nil
+        offsetsReported = false
+        commitCalled = false
         phase = .idle
         if !held.isEmpty {
             actions.begin = true
@@ -206,6 +233,8 @@ struct TransactionStateMachine {
             actions.wakeAt = commitAgainAt
         } else {
             phase = .aborting
+            offsetsReported = false
+            commitCalled = false
             actions.abort = true
         }
         return actions
@@ -249,6 +278,7 @@ struct TransactionStateMachine {
                 refusedAny = true
             } else {
                 held[index].report = nil
+                held[index].failed = false
                 index += 1
             }
         }
@@ -273,9 +303,9 @@ struct TransactionStateMachine {
         case .waiting(let until) where now >= until:
             phase = .idle
             runAgain(&actions)
-        case .committing(let count) where commitAgainAt.map { now >= $0 } == true:
+        case .committing where commitAgainAt.map { now >= $0 } == true:
             commitAgainAt = nil
-            actions.commit = commit(count: count)
+            actions.callCommit = true
         default:
             if let at = commitAgainAt { actions.wakeAt = at }
             if case .waiting(let until) = phase { actions.wakeAt = until }
@@ -331,7 +361,19 @@ struct TransactionStateMachine {
         guard phase == .open, produced > 0, complete >= produced || produced >= maxMessages else { return }
         // Everything produced is in the transaction, so all of it is committed.
         phase = .committing(count: produced)
+        offsetsReported = false
+        commitCalled = false
         actions.commit = commit(count: produced)
+        callCommitIfReported(&actions)
+    }
+
+    /// Calls the commit once every message of the committing transaction and its offsets record have
+    /// their reports: librdkafka's commit then has nothing left to wait for (it would wait spinning).
+    private mutating func callCommitIfReported(_ actions: inout Actions) {
+        guard case .committing(let count) = phase, !commitCalled, offsetsReported,
+              held.prefix(count).allSatisfy({ $0.report != nil || $0.failed }) else { return }
+        commitCalled = true
+        actions.callCommit = true
     }
 
     private func commit(count: Int) -> Commit {

@@ -32,7 +32,8 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
     private let release: @Sendable ([DeliveryReport]) -> Void
     private let lock = NSCondition()
     private var machine: TransactionStateMachine
-    private var pendingCommit: TransactionStateMachine.Commit?
+    /// The worker is to call commit on the open transaction.
+    private var pendingCommit = false
     private var pendingAbort = false
     private var wakeAt: Date?
     private var stopping = false
@@ -154,7 +155,7 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
 
     func purge() {
         lock.lock()
-        pendingCommit = nil
+        pendingCommit = false
         pendingAbort = false
         stopping = true
         lock.broadcast()
@@ -198,7 +199,10 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
     // MARK: - From Kafka
 
     private func kafkaDelivered(_ reports: [DeliveryReport]) {
-        lock.withLock { machine.delivered(reports.filter { $0.token != Self.offsetsToken }) }
+        lock.lock()
+        let refused = perform(machine.delivered(reports, offsetsToken: Self.offsetsToken))
+        lock.unlock()
+        if !refused.isEmpty { release(refused) }
     }
 
     // MARK: - Performing
@@ -223,7 +227,17 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
                                               size: held.message.value.count))
             }
         }
-        if let commit = actions.commit { pendingCommit = commit }
+        if let commit = actions.commit {
+            // The sink's position goes into the transaction now; the commit is called once it and the
+            // messages are acknowledged (`callCommit`).
+            let record = OffsetsRecord(sink: settings.sinkName, position: commit.position, retried: commit.retried, backfills: commit.backfills)
+            do {
+                try kafka.produce(topic: settings.offsetsTopic, key: Array(settings.offsetsKey.utf8), value: record.json, token: Self.offsetsToken)
+            } catch {
+                reports += perform(machine.offsetsRecordRefused(error, now: Date()))
+            }
+        }
+        if actions.callCommit { pendingCommit = true }
         if actions.abort { pendingAbort = true }
         if let at = actions.wakeAt { wakeAt = min(wakeAt ?? at, at) }
         if let (messages, position) = actions.committed {
@@ -243,7 +257,7 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
                 : "the transactional producer failed for good: the sink delivers nothing more until sluice restarts", metadata: [
                     "sink": "\(settings.sinkName)", "transactional_id": "\(settings.transactionalID)", "error": "\(error)"])
         }
-        if actions.commit != nil || actions.abort || actions.wakeAt != nil { lock.broadcast() }
+        if actions.callCommit || actions.abort || actions.wakeAt != nil { lock.broadcast() }
         if case .idle = machine.phase, machine.held.isEmpty { lock.broadcast() } // flush waits for this
         return reports
     }
@@ -252,10 +266,10 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
         defer { workerDone.signal() }
         lock.lock()
         while true {
-            if let commit = pendingCommit {
-                pendingCommit = nil
+            if pendingCommit {
+                pendingCommit = false
                 lock.unlock()
-                let result = commitTransaction(commit)
+                let result = commitTransaction()
                 lock.lock()
                 let now = Date()
                 let actions = result.map { machine.commitFailed($0, now: now) } ?? machine.commitSucceeded(now: now)
@@ -290,14 +304,8 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
         lock.lock()
     }
 
-    /// Writes the sink's position into the transaction, then commits it; nil when it committed.
-    private func commitTransaction(_ commit: TransactionStateMachine.Commit) -> KafkaTransactionError? {
-        let record = OffsetsRecord(sink: settings.sinkName, position: commit.position, retried: commit.retried, backfills: commit.backfills)
-        do {
-            try kafka.produce(topic: settings.offsetsTopic, key: Array(settings.offsetsKey.utf8), value: record.json, token: Self.offsetsToken)
-        } catch {
-            return KafkaTransactionError(error: error, isRetriable: false, requiresAbort: true, isFatal: false)
-        }
+    /// Commits the open transaction (its messages and offsets record are acknowledged); nil when it committed.
+    private func commitTransaction() -> KafkaTransactionError? {
         do {
             try kafka.commitTransaction(timeout: max(10, settings.transactionTimeout))
             return nil
