@@ -35,7 +35,7 @@ import Testing
     /// Hands message `token` of PostgreSQL transaction `lsn` (its index within it: `index`).
     @discardableResult
     static func hand(_ machine: inout Machine, _ token: UInt, lsn: UInt64 = 100, index: Int = 0, retry: Bool = false) -> Machine.Actions {
-        machine.hand(message(token), token: token, position: position(lsn, index), isRetry: retry)
+        machine.hand(message(token), token: token, position: position(lsn, index), isRetry: retry, now: start)
     }
 
     @Test func theFirstMessageBeginsATransactionAndIsProducedAtOnce() {
@@ -50,7 +50,7 @@ import Testing
     @Test func nothingCommitsBeforeThePostgresTransactionEnds() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         for token: UInt in 1...3 { #expect(Self.hand(&machine, token, index: Int(token)).commit == nil) }
-        let ended = machine.transactionEnded()
+        let ended = machine.transactionEnded(now: Self.start)
         #expect(ended.commit == Machine.Commit(count: 3, position: Self.position(100, 3), retried: []))
         #expect(machine.phase == .committing(count: 3))
     }
@@ -60,7 +60,7 @@ import Testing
         Self.hand(&machine, 1)
         Self.hand(&machine, 2, index: 1)
         _ = machine.delivered([Self.ack(1, offset: 7), Self.ack(2, offset: 8)], offsetsToken: Self.offsetsToken)
-        let ended = machine.transactionEnded()
+        let ended = machine.transactionEnded(now: Self.start)
         #expect(ended.release.isEmpty, "acknowledged is not committed")
         let committed = machine.commitSucceeded(now: Self.start)
         #expect(committed.release.map(\.token) == [1, 2] && committed.release.map(\.offset) == [7, 8])
@@ -74,7 +74,7 @@ import Testing
         Self.hand(&machine, 1)
         Self.hand(&machine, 2, index: 1)
         _ = machine.delivered([Self.ack(1)], offsetsToken: Self.offsetsToken)
-        let decided = machine.transactionEnded()
+        let decided = machine.transactionEnded(now: Self.start)
         #expect(decided.commit?.count == 2 && !decided.callCommit, "the offsets record is written; the commit waits")
         #expect(!machine.delivered([Self.ack(2)], offsetsToken: Self.offsetsToken).callCommit, "the offsets record is not acknowledged yet")
         let ready = machine.delivered([Self.ack(Self.offsetsToken)], offsetsToken: Self.offsetsToken)
@@ -86,7 +86,7 @@ import Testing
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1)
         _ = machine.delivered([Self.failure(1, code: KafkaCode.messageTimedOut), Self.ack(Self.offsetsToken)], offsetsToken: Self.offsetsToken)
-        #expect(machine.transactionEnded().callCommit == false, "the offsets record was written after the report")
+        #expect(machine.transactionEnded(now: Self.start).callCommit == false, "the offsets record was written after the report")
         #expect(machine.delivered([Self.ack(Self.offsetsToken)], offsetsToken: Self.offsetsToken).callCommit)
         #expect(machine.lastError?.code == KafkaCode.messageTimedOut)
     }
@@ -94,15 +94,31 @@ import Testing
     @Test func aRefusedOffsetsRecordAbortsTheTransaction() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1)
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         let refused = machine.offsetsRecordRefused(KafkaError(code: KafkaCode.requestTimedOut), now: Self.start)
         #expect(refused.abort && machine.phase == .aborting)
+    }
+
+    @Test func aTransactionLingersBeforeItCommitsUnlessItIsFull() {
+        var machine = Machine(maxMessages: 3, committedPosition: nil, linger: 0.025)
+        machine.hand(Self.message(1), token: 1, position: Self.position(100, 0), isRetry: false, now: Self.start)
+        let early = machine.transactionEnded(now: Self.start.addingTimeInterval(0.01))
+        #expect(early.commit == nil && early.wakeAt == Self.start.addingTimeInterval(0.025))
+        machine.hand(Self.message(2), token: 2, position: Self.position(200, 0), isRetry: false, now: Self.start.addingTimeInterval(0.015))
+        _ = machine.transactionEnded(now: Self.start.addingTimeInterval(0.02))
+        #expect(machine.tick(now: Self.start.addingTimeInterval(0.025)).commit?.count == 2, "both share one transaction")
+        _ = machine.commitSucceeded(now: Self.start.addingTimeInterval(0.03))
+        for token: UInt in 3...5 {
+            let actions = machine.hand(Self.message(token), token: token, position: Self.position(300, Int(token)), isRetry: false,
+                                       now: Self.start.addingTimeInterval(0.031))
+            #expect((actions.commit != nil) == (token == 5), "a full transaction commits at once")
+        }
     }
 
     @Test func aCommittedMessageWithoutItsReportYetIsReleasedAsDelivered() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1)
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         let committed = machine.commitSucceeded(now: Self.start)
         #expect(committed.release.map(\.token) == [1] && committed.release.first?.error == nil)
     }
@@ -110,10 +126,10 @@ import Testing
     @Test func messagesHandedDuringACommitGoIntoTheNextTransaction() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1)
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         let during = Self.hand(&machine, 2, lsn: 200)
         #expect(during.produce.isEmpty && !during.begin, "the committing transaction takes nothing more")
-        #expect(machine.transactionEnded().commit == nil, "one commit at a time")
+        #expect(machine.transactionEnded(now: Self.start).commit == nil, "one commit at a time")
         let committed = machine.commitSucceeded(now: Self.start)
         #expect(committed.release.map(\.token) == [1])
         #expect(committed.begin && committed.produce.map(\.token) == [2])
@@ -124,12 +140,12 @@ import Testing
     @Test func aHalfHandedPostgresTransactionWaitsForItsEnd() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1)
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         Self.hand(&machine, 2, lsn: 200) // its transaction goes on
         let committed = machine.commitSucceeded(now: Self.start)
         #expect(committed.produce.map(\.token) == [2] && committed.commit == nil)
         Self.hand(&machine, 3, lsn: 200, index: 1)
-        #expect(machine.transactionEnded().commit?.count == 2)
+        #expect(machine.transactionEnded(now: Self.start).commit?.count == 2)
     }
 
     @Test func aPostgresTransactionLargerThanMaxMessagesIsSplitThere() {
@@ -142,16 +158,16 @@ import Testing
         let committed = machine.commitSucceeded(now: Self.start)
         #expect(committed.committed?.position == Self.position(100, 2), "a restart skips only what was committed")
         #expect(committed.produce.map(\.token) == [4] && committed.commit == nil)
-        #expect(machine.transactionEnded().commit?.position == Self.position(100, 3))
+        #expect(machine.transactionEnded(now: Self.start).commit?.position == Self.position(100, 3))
     }
 
     @Test func severalSmallPostgresTransactionsMayShareOneKafkaTransaction() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1, lsn: 100)
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         for (token, lsn) in [(UInt(2), UInt64(200)), (3, 300)] {
             Self.hand(&machine, token, lsn: lsn)
-            #expect(machine.transactionEnded().commit == nil)
+            #expect(machine.transactionEnded(now: Self.start).commit == nil)
         }
         let committed = machine.commitSucceeded(now: Self.start)
         #expect(committed.commit == Machine.Commit(count: 2, position: Self.position(300, 0), retried: []))
@@ -160,7 +176,7 @@ import Testing
     @Test func aRetriableFailureAbortsAndRunsTheSameMessagesAgainInOrderAfterABackoff() {
         var machine = Machine(maxMessages: 100, committedPosition: nil, jitter: { 0 })
         for token: UInt in 1...3 { Self.hand(&machine, token, index: Int(token)) }
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         _ = machine.delivered([Self.ack(1), Self.failure(2, code: KafkaCode.requestTimedOut)], offsetsToken: Self.offsetsToken)
         let failed = machine.commitFailed(Self.abortable, now: Self.start)
         #expect(failed.abort && failed.release.isEmpty && machine.phase == .aborting)
@@ -177,7 +193,7 @@ import Testing
     @Test func theBackoffDoublesPerAbortAndStopsAtThreeMinutes() {
         var machine = Machine(maxMessages: 100, committedPosition: nil, jitter: { 0 })
         Self.hand(&machine, 1)
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         var now = Self.start
         var waits: [Double] = []
         for _ in 1...10 {
@@ -196,7 +212,7 @@ import Testing
     @Test func aTooLargeMessageLeavesAndTheTransactionRunsAgainAtOnceWithoutIt() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         for token: UInt in 1...3 { Self.hand(&machine, token, index: Int(token)) }
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         _ = machine.delivered([Self.ack(1), Self.failure(2, code: KafkaCode.messageTooLarge), Self.ack(3)], offsetsToken: Self.offsetsToken)
         _ = machine.commitFailed(Self.abortable, now: Self.start)
         let aborted = machine.abortFinished(now: Self.start)
@@ -212,18 +228,18 @@ import Testing
         Self.hand(&machine, 2, index: 1)
         machine.refused(token: 2)
         #expect(machine.held.map(\.token) == [1] && machine.produced == 1)
-        #expect(machine.transactionEnded().commit?.count == 1)
+        #expect(machine.transactionEnded(now: Self.start).commit?.count == 1)
     }
 
     @Test func aFencedProducerNeverCommitsAgain() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1)
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         let fenced = machine.commitFailed(Self.fenced, now: Self.start)
         #expect(fenced.stopped != nil && !fenced.abort && fenced.release.isEmpty && machine.isStopped)
         let later = Self.hand(&machine, 2, lsn: 200)
         #expect(later.produce.isEmpty && !later.begin && later.commit == nil)
-        #expect(machine.transactionEnded().commit == nil)
+        #expect(machine.transactionEnded(now: Self.start).commit == nil)
         #expect(machine.tick(now: Self.start.addingTimeInterval(600)).commit == nil)
         #expect(machine.commitSucceeded(now: Self.start).release.isEmpty)
     }
@@ -231,7 +247,7 @@ import Testing
     @Test func aCommitThatMayBeRetriedIsCalledAgainWithoutAnAbort() {
         var machine = Machine(maxMessages: 100, committedPosition: nil, jitter: { 0 })
         Self.hand(&machine, 1)
-        _ = machine.transactionEnded()
+        _ = machine.transactionEnded(now: Self.start)
         let retriable = KafkaTransactionError(error: KafkaError(code: KafkaCode.requestTimedOut), isRetriable: true)
         let failed = machine.commitFailed(retriable, now: Self.start)
         #expect(!failed.abort && failed.wakeAt == Self.start.addingTimeInterval(1))
@@ -253,7 +269,7 @@ import Testing
         _ = machine.commitSucceeded(now: Self.start)
         Self.hand(&machine, 2, lsn: 200)
         #expect(Self.hand(&machine, 3, lsn: 60, retry: true).commit == nil, "inside a half-handed PostgreSQL transaction: waits")
-        #expect(machine.transactionEnded().commit?.count == 2)
+        #expect(machine.transactionEnded(now: Self.start).commit?.count == 2)
     }
 
     @Test func aCommittedRetryIsNamedByEveryCommitUntilTheLedgerLetItGo() {
@@ -261,36 +277,36 @@ import Testing
         Self.hand(&machine, 1, lsn: 50, retry: true)
         _ = machine.commitSucceeded(now: Self.start)
         Self.hand(&machine, 2, lsn: 200)
-        #expect(machine.transactionEnded().commit?.retried == [Self.position(50, 0)], "a crash now must still find it")
+        #expect(machine.transactionEnded(now: Self.start).commit?.retried == [Self.position(50, 0)], "a crash now must still find it")
         _ = machine.commitSucceeded(now: Self.start)
         machine.unparksWritten([Self.position(50, 0)])
         Self.hand(&machine, 3, lsn: 300)
-        #expect(machine.transactionEnded().commit?.retried == [])
+        #expect(machine.transactionEnded(now: Self.start).commit?.retried == [])
     }
 
     @Test func aBackfillPagesCursorCommitsWithItsRowsAndStaysUntilTheBackfillEnds() {
         var machine = Machine(maxMessages: 100, committedPosition: nil, committedCursors: ["old": ["9"]])
         Self.hand(&machine, 1, lsn: 400)
         Self.hand(&machine, 2, lsn: 400, index: 1)
-        let page = machine.transactionEnded(backfill: BackfillCursor(backfillID: "b", cursor: ["2"]))
+        let page = machine.transactionEnded(backfill: BackfillCursor(backfillID: "b", cursor: ["2"]), now: Self.start)
         #expect(page.commit?.backfills == ["old": ["9"], "b": ["2"]])
         _ = machine.commitSucceeded(now: Self.start)
         #expect(machine.committedCursors == ["old": ["9"], "b": ["2"]])
         machine.backfillEnded("old")
         Self.hand(&machine, 3, lsn: 500)
-        #expect(machine.transactionEnded().commit?.backfills == ["b": ["2"]], "carried by later commits")
+        #expect(machine.transactionEnded(now: Self.start).commit?.backfills == ["b": ["2"]], "carried by later commits")
     }
 
     @Test func aPagesCursorWhoseOnlyMessageWasTooLargeGoesWithTheNextCommit() {
         var machine = Machine(maxMessages: 100, committedPosition: nil)
         Self.hand(&machine, 1, lsn: 400)
-        _ = machine.transactionEnded(backfill: BackfillCursor(backfillID: "b", cursor: ["1"]))
+        _ = machine.transactionEnded(backfill: BackfillCursor(backfillID: "b", cursor: ["1"]), now: Self.start)
         _ = machine.delivered([Self.failure(1, code: KafkaCode.messageTooLarge)], offsetsToken: Self.offsetsToken)
         _ = machine.commitFailed(Self.abortable, now: Self.start)
         let aborted = machine.abortFinished(now: Self.start)
         #expect(aborted.release.map(\.token) == [1] && aborted.commit == nil && machine.held.isEmpty)
         Self.hand(&machine, 2, lsn: 500)
-        #expect(machine.transactionEnded().commit?.backfills == ["b": ["1"]])
+        #expect(machine.transactionEnded(now: Self.start).commit?.backfills == ["b": ["1"]])
     }
 
     @Test func aPurgeReturnsEverythingHeldAsFailedInOrder() {

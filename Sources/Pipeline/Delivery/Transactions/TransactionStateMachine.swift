@@ -105,11 +105,17 @@ struct TransactionStateMachine {
     /// A page's cursor whose messages all left (too large) before they were committed: goes with the next commit.
     private var strayCursors: [String: [String]] = [:]
     let maxMessages: Int
+    /// How long a transaction stays open at least, gathering what arrives, before it is committed (unless
+    /// it is full): fewer, larger transactions; each costs the coordinator and every partition a marker.
+    let linger: Double
+    /// When the open transaction began.
+    private(set) var openedAt: Date?
     private let jitter: () -> Double
 
-    init(maxMessages: Int, committedPosition: MessagePosition?, committedCursors: [String: [String]] = [:],
+    init(maxMessages: Int, committedPosition: MessagePosition?, committedCursors: [String: [String]] = [:], linger: Double = 0,
          jitter: @escaping () -> Double = { Double.random(in: 0...1) }) {
         self.maxMessages = max(1, maxMessages)
+        self.linger = linger
         self.committedPosition = committedPosition
         self.committedCursors = committedCursors
         self.jitter = jitter
@@ -121,22 +127,20 @@ struct TransactionStateMachine {
 
     /// The dispatcher hands over a message. A retried parked message is a whole unit on its own: when
     /// no PostgreSQL transaction is half handed over, it may be committed at once.
-    mutating func hand(_ message: Message, token: UInt, position: MessagePosition, isRetry: Bool) -> Actions {
+    mutating func hand(_ message: Message, token: UInt, position: MessagePosition, isRetry: Bool, now: Date) -> Actions {
         var actions = Actions()
         let wasComplete = complete == held.count
         held.append(Held(token: token, position: position, isRetry: isRetry, message: message))
         if isRetry && wasComplete { complete = held.count }
         switch phase {
         case .idle:
-            actions.begin = true
-            phase = .open
-            produceRest(&actions)
+            begin(now: now, &actions)
         case .open:
             produceRest(&actions)
         default:
             break
         }
-        commitIfReady(&actions)
+        commitIfReady(now: now, &actions)
         return actions
     }
 
@@ -150,13 +154,13 @@ struct TransactionStateMachine {
 
     /// A PostgreSQL transaction ended: everything handed over so far may be committed. A backfill page's
     /// cursor rides on its last message (or, with none held, on the next commit).
-    mutating func transactionEnded(backfill: BackfillCursor? = nil) -> Actions {
+    mutating func transactionEnded(backfill: BackfillCursor? = nil, now: Date) -> Actions {
         var actions = Actions()
         if let backfill {
             if held.count > complete { held[held.count - 1].backfill = backfill } else { strayCursors[backfill.backfillID] = backfill.cursor }
         }
         complete = held.count
-        commitIfReady(&actions)
+        commitIfReady(now: now, &actions)
         return actions
     }
 
@@ -213,10 +217,8 @@ struct TransactionStateMachine {
         commitCalled = false
         phase = .idle
         if !held.isEmpty {
-            actions.begin = true
-            phase = .open
-            produceRest(&actions)
-            commitIfReady(&actions)
+            begin(now: now, &actions)
+            commitIfReady(now: now, &actions)
         }
         return actions
     }
@@ -286,7 +288,7 @@ struct TransactionStateMachine {
         commitAgainAt = nil
         if refusedAny {
             phase = .idle
-            runAgain(&actions)
+            runAgain(now: now, &actions)
         } else {
             attempt += 1
             let until = now.addingTimeInterval(Backoff.seconds(attempt: attempt, jitter: jitter()))
@@ -302,10 +304,12 @@ struct TransactionStateMachine {
         switch phase {
         case .waiting(let until) where now >= until:
             phase = .idle
-            runAgain(&actions)
+            runAgain(now: now, &actions)
         case .committing where commitAgainAt.map { now >= $0 } == true:
             commitAgainAt = nil
             actions.callCommit = true
+        case .open:
+            commitIfReady(now: now, &actions)
         default:
             if let at = commitAgainAt { actions.wakeAt = at }
             if case .waiting(let until) = phase { actions.wakeAt = until }
@@ -340,12 +344,17 @@ struct TransactionStateMachine {
 
     // MARK: - Helpers
 
-    private mutating func runAgain(_ actions: inout Actions) {
+    private mutating func runAgain(now: Date, _ actions: inout Actions) {
         guard !held.isEmpty else { return }
+        begin(now: now, &actions)
+        commitIfReady(now: now, &actions)
+    }
+
+    private mutating func begin(now: Date, _ actions: inout Actions) {
         actions.begin = true
         phase = .open
+        openedAt = now
         produceRest(&actions)
-        commitIfReady(&actions)
     }
 
     private mutating func produceRest(_ actions: inout Actions) {
@@ -357,8 +366,12 @@ struct TransactionStateMachine {
 
     /// Commits when every message in the open transaction belongs to an ended PostgreSQL transaction,
     /// or when the transaction holds `maxMessages` (a larger PostgreSQL transaction is split there).
-    private mutating func commitIfReady(_ actions: inout Actions) {
+    private mutating func commitIfReady(now: Date, _ actions: inout Actions) {
         guard phase == .open, produced > 0, complete >= produced || produced >= maxMessages else { return }
+        if produced < maxMessages, let openedAt, now < openedAt.addingTimeInterval(linger) {
+            actions.wakeAt = openedAt.addingTimeInterval(linger)
+            return
+        }
         // Everything produced is in the transaction, so all of it is committed.
         phase = .committing(count: produced)
         offsetsReported = false

@@ -44,6 +44,10 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
     /// Parked messages that `offsets_topic` says were committed, as read at start: the dispatcher
     /// removes them from the ledger before it retries anything.
     let committedRetries: [MessagePosition]
+    /// A transaction stays open this long at least (unless full), so that under load several PostgreSQL
+    /// transactions share one: each Kafka transaction costs a round trip to the coordinator and a marker per
+    /// partition, and librdkafka's main thread spins while one completes.
+    static let linger = 0.025
     /// Token of the offsets record's delivery report (delivery ids of messages start at 1 and count up).
     private static let offsetsToken = UInt.max
 
@@ -77,7 +81,7 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
         let committed = try newest.map { try OffsetsRecord(decoding: $0, topic: settings.offsetsTopic) }
         committedRetries = committed?.retried ?? []
         machine = TransactionStateMachine(maxMessages: settings.maxMessages, committedPosition: committed?.position,
-                                          committedCursors: committed?.backfills ?? [:])
+                                          committedCursors: committed?.backfills ?? [:], linger: Self.linger)
         relay.target = self
         let thread = Thread { [self] in runWorker() }
         thread.name = "sluice-txn-\(settings.sinkName)"
@@ -114,7 +118,7 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
     /// Hands a message to the open transaction (or the next one). Throws when Kafka refuses it at once.
     func produce(_ message: Message, token: UInt, position: MessagePosition, isRetry: Bool) throws(KafkaError) {
         lock.lock()
-        let actions = machine.hand(message, token: token, position: position, isRetry: isRetry)
+        let actions = machine.hand(message, token: token, position: position, isRetry: isRetry, now: Date())
         let refused = perform(actions)
         lock.unlock()
         if let error = refused.first(where: { $0.token == token })?.error { throw error }
@@ -132,7 +136,7 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
     /// backfill page, with the backfill's cursor after it.
     func transactionEnded(backfill: BackfillCursor? = nil) {
         lock.lock()
-        let refused = perform(machine.transactionEnded(backfill: backfill))
+        let refused = perform(machine.transactionEnded(backfill: backfill, now: Date()))
         lock.unlock()
         if !refused.isEmpty { DispatchQueue.global().async { [release] in release(refused) } }
     }
