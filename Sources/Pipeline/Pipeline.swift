@@ -179,6 +179,10 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         }
     }
 
+    /// Rows whose values exceed the sink's `max_message_bytes` and this many bytes are cancelled without
+    /// writing their JSON.
+    static let unwrittenFrom = 8 << 20
+
     private func submit(_ change: Change, to sink: Sink) {
         let position = MessagePosition(commitLSN: change.transaction.commitLSN, commitIndex: change.commitIndex)
         // Exactly-once: committed in Kafka before the restart that sends it again.
@@ -193,15 +197,17 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         }
         let topic = sink.config.destination.topic
         let limit = sink.config.destination.maxMessageBytes
-        // Too large by its values alone, and no function that could shrink or drop it: not written.
-        let unwrittenSize = sink.stages.functions == nil ? sink.encoder.valueBytesAtLeast(change) : 0
-        let message = unwrittenSize > limit ? sink.encoder.unwritten(change, topic: topic) : sink.encoder.encode(change, topic: topic)
+        // Too large by its values alone, large enough that its JSON would weigh on memory, and no function
+        // that could shrink or drop it: not written (a smaller one is, so that its exact size is logged).
+        var unwrittenSize = sink.stages.functions == nil ? sink.encoder.valueBytesAtLeast(change) : 0
+        if unwrittenSize <= max(limit, Self.unwrittenFrom) { unwrittenSize = 0 }
+        let message = unwrittenSize > 0 ? sink.encoder.unwritten(change, topic: topic) : sink.encoder.encode(change, topic: topic)
         let token = tracker.withLock { $0.addMessage() }
         let group = sink.grouping.groupKey(for: change, message: message)
         var outgoing = OutgoingMessage(position: position, group: group, table: change.relation.qualifiedName,
                                        message: message, checkpointToken: token, action: change.action,
                                        commitTime: change.action == .read ? 0 : change.transaction.commitTimestamp)
-        guard unwrittenSize > limit else { return sink.hand(outgoing) }
+        guard unwrittenSize > 0 else { return sink.hand(outgoing) }
         outgoing.unwrittenSize = unwrittenSize
         sink.dispatcher.submit(.tooLarge(outgoing, error: .messageTooLarge(
             "its values alone are \(unwrittenSize) bytes, more than message.max.bytes (\(limit)); not written")))
