@@ -54,7 +54,7 @@ final class Dispatcher: @unchecked Sendable {
         }
         let parkedGroups = try ledger.parkedGroups(sink: sink.name)
         state = DeliveryStateMachine(
-            limits: DeliveryLimits(maxAckPending: sink.destination.maxAckPending, maxMemoryBytes: sink.maxMemoryMB * 1_048_576,
+            limits: DeliveryLimits(maxAckPending: Self.admitted(sink), maxMemoryBytes: sink.maxMemoryMB * 1_048_576,
                                    transactional: sink.delivery == .exactlyOnce),
             parkedGroups: parkedGroups)
         let parked = state.parkedCount
@@ -66,6 +66,13 @@ final class Dispatcher: @unchecked Sendable {
         let thread = Thread { [self] in runWorker() }
         thread.name = "sluice-dispatch-\(sink.name)"
         thread.start()
+    }
+
+    /// Messages admitted at once. Exactly-once: the Kafka transaction holds up to max_ack_pending, and as
+    /// many more wait in memory for the next one while it commits, so that reading does not stop for each
+    /// commit (memory stays within max_memory_mb all the same).
+    static func admitted(_ sink: SinkConfig) -> Int {
+        sink.delivery == .exactlyOnce ? 2 * sink.destination.maxAckPending : sink.destination.maxAckPending
     }
 
     // MARK: - Events

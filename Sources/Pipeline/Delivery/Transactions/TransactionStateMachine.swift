@@ -82,6 +82,11 @@ struct TransactionStateMachine {
     private(set) var held = Deque<Held>()
     /// How many of `held` (from the front) are in the open transaction.
     private(set) var produced = 0
+    /// Of the produced ones, how many have no report yet.
+    private(set) var unreported = 0
+    /// Where each held message is: `held[seq - headSeq]` (reports arrive by token, thousands per transaction).
+    private var seqByToken: [UInt: Int] = [:]
+    private var headSeq = 0
     /// How many of `held` (from the front) belong to PostgreSQL transactions that ended.
     private(set) var complete = 0
     private(set) var phase = Phase.idle
@@ -130,6 +135,7 @@ struct TransactionStateMachine {
     mutating func hand(_ message: Message, token: UInt, position: MessagePosition, isRetry: Bool, now: Date) -> Actions {
         var actions = Actions()
         let wasComplete = complete == held.count
+        seqByToken[token] = headSeq + held.count
         held.append(Held(token: token, position: position, isRetry: isRetry, message: message))
         if isRetry && wasComplete { complete = held.count }
         switch phase {
@@ -146,10 +152,28 @@ struct TransactionStateMachine {
 
     /// Kafka refused a message before taking it (too large for the client, unknown topic): it leaves.
     mutating func refused(token: UInt) {
-        guard let index = held.firstIndex(where: { $0.token == token }) else { return }
-        held.remove(at: index)
-        if index < produced { produced -= 1 }
+        guard let index = index(of: token) else { return }
+        let gone = held.remove(at: index)
+        if index < produced {
+            produced -= 1
+            if gone.report == nil && !gone.failed { unreported -= 1 }
+        }
         if index < complete { complete -= 1 }
+        reindex()
+    }
+
+    /// The index in `held` of the message with this token.
+    private func index(of token: UInt) -> Int? {
+        guard let seq = seqByToken[token] else { return nil }
+        let index = seq - headSeq
+        return held.indices.contains(index) && held[index].token == token ? index : nil
+    }
+
+    /// After a removal inside `held`: the positions by token again.
+    private mutating func reindex() {
+        headSeq = 0
+        seqByToken.removeAll(keepingCapacity: true)
+        for (index, held) in held.enumerated() { seqByToken[held.token] = index }
     }
 
     /// A PostgreSQL transaction ended: everything handed over so far may be committed. A backfill page's
@@ -173,7 +197,8 @@ struct TransactionStateMachine {
                 if let error = report.error, !error.isPurged { lastError = error }
                 continue
             }
-            guard let index = held.prefix(produced).firstIndex(where: { $0.token == report.token }) else { continue }
+            guard let index = index(of: report.token), index < produced else { continue }
+            if held[index].report == nil && !held[index].failed { unreported -= 1 }
             if let error = report.error {
                 if error.category == .messageTooLarge { held[index].refusal = error }
                 if !error.isPurged { lastError = error }
@@ -207,8 +232,11 @@ struct TransactionStateMachine {
         unconfirmedRetries.formUnion(batch.filter(\.isRetry).map(\.position))
         committedCursors = cursors(after: batch)
         strayCursors = [:]
+        for held in batch { seqByToken[held.token] = nil }
         held.removeFirst(count)
+        headSeq += count
         produced = 0
+        unreported = 0
         complete = max(0, complete - count)
         attempt = 0
         lastError = nil
@@ -285,6 +313,8 @@ struct TransactionStateMachine {
             }
         }
         produced = 0
+        unreported = 0
+        if refusedAny { reindex() }
         commitAgainAt = nil
         if refusedAny {
             phase = .idle
@@ -336,7 +366,10 @@ struct TransactionStateMachine {
             DeliveryReport(token: $0.token, error: error, topic: $0.message.topic, partition: -1, offset: -1, size: $0.message.value.count)
         }
         held.removeAll()
+        seqByToken.removeAll()
+        headSeq = 0
         produced = 0
+        unreported = 0
         complete = 0
         if phase != .stopped { phase = .idle }
         return actions
@@ -361,6 +394,7 @@ struct TransactionStateMachine {
         while produced < held.count {
             actions.produce.append(held[produced])
             produced += 1
+            unreported += 1
         }
     }
 
@@ -384,7 +418,7 @@ struct TransactionStateMachine {
     /// their reports: librdkafka's commit then has nothing left to wait for (it would wait spinning).
     private mutating func callCommitIfReported(_ actions: inout Actions) {
         guard case .committing(let count) = phase, !commitCalled, offsetsReported,
-              held.prefix(count).allSatisfy({ $0.report != nil || $0.failed }) else { return }
+              count == produced, unreported == 0 else { return }
         commitCalled = true
         actions.callCommit = true
     }
