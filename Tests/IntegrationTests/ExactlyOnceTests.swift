@@ -17,6 +17,30 @@ struct ExactlyOnceTests {
             + destination + "    delivery: exactly_once\n"
     }
 
+    /// One test's exactly-once sink: a table `public.eo (id, txn)`, a one-partition topic, its own offsets topic
+    /// and transactional id.
+    struct World {
+        let fixture: Fixture
+        let topic: KafkaTopic
+        let offsets: KafkaTopic
+        let transactionalID = TestEnvironment.uniqueName("txid")
+        var db: TestDatabase { fixture.database }
+
+        init(_ prefix: String, hosts: String? = nil) throws {
+            fixture = try Fixture()
+            let hosts = hosts ?? fixture.environment.kafkaHosts
+            try fixture.database.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
+            topic = try ExactlyOnceTests.onePartitionTopic(hosts: hosts, prefix: prefix)
+            offsets = KafkaTopic(hosts: hosts, name: TestEnvironment.uniqueName("offsets"))
+        }
+
+        /// sluice.yml with the sink; `sink`: more of the sink's fields, `hosts`: another broker.
+        func config(sink: String = "", hosts: String? = nil) -> String {
+            fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: ExactlyOnceTests.exactlyOnce(
+                offsetsTopic: offsets.name, transactionalID: transactionalID) + sink)], hosts: hosts)
+        }
+    }
+
     /// A topic with one partition, so that one read sees one order of commits.
     static func onePartitionTopic(hosts: String, prefix: String) throws -> KafkaTopic {
         let topic = KafkaTopic(hosts: hosts, name: TestEnvironment.uniqueName(prefix))
@@ -41,16 +65,10 @@ struct ExactlyOnceTests {
     }
 
     @Test func transactionsArriveWholeOnceAndThePositionIsCommittedWithThem() throws {
-        let fixture = try Fixture()
-        let db = fixture.database
-        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
-        let topic = try Self.onePartitionTopic(hosts: fixture.environment.kafkaHosts, prefix: "eo")
-        let offsets = KafkaTopic(hosts: fixture.environment.kafkaHosts, name: TestEnvironment.uniqueName("offsets"))
+        let world = try World("eo")
+        let (fixture, db, topic, offsets) = (world.fixture, world.db, world.topic, world.offsets)
         let port = try freePort()
-        let config = fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: Self.exactlyOnce(
-            offsetsTopic: offsets.name, transactionalID: TestEnvironment.uniqueName("txid")))])
-            + "console: { listen: \"127.0.0.1:\(port)\", token: \"t\" }\n"
-        let sluice = try fixture.startSluice(config: config)
+        let sluice = try fixture.startSluice(config: world.config() + "console: { listen: \"127.0.0.1:\(port)\", token: \"t\" }\n")
         for txn in 1...3 {
             try db.execute("INSERT INTO public.eo SELECT \(txn) * 10 + n, \(txn) FROM generate_series(1, 3) n")
         }
@@ -83,13 +101,9 @@ struct ExactlyOnceTests {
     }
 
     @Test func aRestartSkipsWhatTheDatabaseSendsAgainFromAnOlderSlotPosition() throws {
-        let fixture = try Fixture()
-        let db = fixture.database
-        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
-        let topic = try Self.onePartitionTopic(hosts: fixture.environment.kafkaHosts, prefix: "eo-restart")
-        let extra = Self.exactlyOnce(offsetsTopic: TestEnvironment.uniqueName("offsets"), transactionalID: TestEnvironment.uniqueName("txid"))
-        let config = fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: extra)])
-        var sluice = try fixture.startSluice(config: config)
+        let world = try World("eo-restart")
+        let (fixture, db, topic) = (world.fixture, world.db, world.topic)
+        var sluice = try fixture.startSluice(config: world.config())
         // A copy of the slot from before the transaction: put back later, it makes the database send it again,
         // as after a crash between Kafka's commit and the slot's confirmation.
         let backup = fixture.slot + "_old"
@@ -119,13 +133,9 @@ struct ExactlyOnceTests {
     @Test func killsAndAFrozenBrokerNeitherLoseNorRepeatNorSplitATransaction() throws {
         let environment = try TestEnvironment.current()
         let broker = try OwnBroker()
-        let fixture = try Fixture()
-        let db = fixture.database
-        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
-        let topic = try Self.onePartitionTopic(hosts: broker.hosts, prefix: "eo-soak")
-        let extra = Self.exactlyOnce(offsetsTopic: TestEnvironment.uniqueName("offsets"), transactionalID: TestEnvironment.uniqueName("txid"))
-        let config = fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: extra)], hosts: broker.hosts)
-        var sluice = try fixture.startSluice(config: config)
+        let world = try World("eo-soak", hosts: broker.hosts)
+        let (fixture, db, topic) = (world.fixture, world.db, world.topic)
+        var sluice = try fixture.startSluice(config: world.config(hosts: broker.hosts))
 
         // A writer commits transactions of 1 to 6 rows; their sizes are known before they commit.
         let sizes = Mutex<[Int: Int]>([:])
@@ -263,14 +273,10 @@ struct ExactlyOnceTests {
     }
 
     @Test func aParkedMessageRetriedAndKilledBeforeTheLedgerLetItGoIsDeliveredOnce() throws {
-        let fixture = try Fixture()
-        let db = fixture.database
-        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
-        let topic = try Self.onePartitionTopic(hosts: fixture.environment.kafkaHosts, prefix: "eo-parked")
-        let offsets = KafkaTopic(hosts: fixture.environment.kafkaHosts, name: TestEnvironment.uniqueName("offsets"))
-        let extra = Self.exactlyOnce(offsetsTopic: offsets.name, transactionalID: TestEnvironment.uniqueName("txid")) + "    transform: pick\n"
+        let world = try World("eo-parked")
+        let (fixture, db, topic, offsets) = (world.fixture, world.db, world.topic, world.offsets)
         func config(_ body: String) -> String {
-            fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: extra)])
+            world.config(sink: "    transform: pick\n")
                 + FunctionDeclaration.yaml([FunctionDeclaration(name: "pick", type: "transform", code: """
                     function transform(action, record, changes, metadata)
                     \(body)
@@ -337,13 +343,9 @@ struct ExactlyOnceTests {
     }
 
     @Test func aSecondProducerWithTheTransactionalIDFencesSluice() throws {
-        let fixture = try Fixture()
-        let db = fixture.database
-        try db.execute("CREATE TABLE public.eo (id int PRIMARY KEY, txn int NOT NULL)")
-        let topic = try Self.onePartitionTopic(hosts: fixture.environment.kafkaHosts, prefix: "eo-fence")
-        let transactionalID = TestEnvironment.uniqueName("txid")
-        let extra = Self.exactlyOnce(offsetsTopic: TestEnvironment.uniqueName("offsets"), transactionalID: transactionalID)
-        let sluice = try fixture.startSluice(config: fixture.config(tables: ["public.eo"], sinks: [.init(name: "s", topic: topic, extra: extra)]))
+        let world = try World("eo-fence")
+        let (fixture, db, topic, transactionalID) = (world.fixture, world.db, world.topic, world.transactionalID)
+        let sluice = try fixture.startSluice(config: world.config())
         try db.execute("INSERT INTO public.eo VALUES (1, 1)")
         _ = try topic.waitForMessages(1, timeout: 60)
 

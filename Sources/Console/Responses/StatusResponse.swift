@@ -28,18 +28,9 @@ struct StatusResponse: ResponseEncodable, Sendable {
         /// Exactly-once sinks only.
         var transactions: Transactions?
 
+        /// (`transactions` is left out for at-least-once sinks: the synthesized encoding skips a nil.)
         enum CodingKeys: String, CodingKey {
             case name, topic, counts, messagesPerSecond = "messages_per_second", delivery, transactions
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(name, forKey: .name)
-            try container.encode(topic, forKey: .topic)
-            try container.encode(counts, forKey: .counts)
-            try container.encode(messagesPerSecond, forKey: .messagesPerSecond)
-            try container.encode(delivery, forKey: .delivery)
-            try container.encodeIfPresent(transactions, forKey: .transactions)
         }
     }
 
@@ -62,6 +53,7 @@ struct StatusResponse: ResponseEncodable, Sendable {
             case transactionalID = "transactional_id", offsetsTopic = "offsets_topic", committed, state, lastError = "last_error"
         }
 
+        /// Written by hand so that a missing position or error is `null`, not left out.
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(transactionalID, forKey: .transactionalID)
