@@ -23,15 +23,34 @@ struct TransactionStateMachine {
         var position: MessagePosition
         /// A parked message retried from the ledger: outside the stream's order, not part of the position.
         var isRetry: Bool
-        var message: Message
-        /// Kafka's acknowledgement in the running transaction.
-        var report: DeliveryReport?
+        /// Behind one reference: a held message is copied several times on its way (into the actions, at the
+        /// commit), and a `Message` copied costs a retain per field.
+        private let box: MessageBox
+        var message: Message { box.message }
+        /// Where Kafka put it in the running transaction (its acknowledgement).
+        var placed: (partition: Int32, offset: Int64)?
+        var report: DeliveryReport? {
+            placed.map { DeliveryReport(token: token, error: nil, topic: message.topic, partition: $0.partition, offset: $0.offset,
+                                        size: message.value.count) }
+        }
         /// Kafka failed it in the running transaction (the commit will fail, and the transaction run again).
         var failed = false
         /// Kafka refused it as too large: it leaves the transaction when that is aborted.
         var refusal: KafkaError?
         /// The last message of a backfill page: the backfill's cursor after the page, committed with it.
         var backfill: BackfillCursor?
+
+        init(token: UInt, position: MessagePosition, isRetry: Bool, message: Message) {
+            self.token = token
+            self.position = position
+            self.isRetry = isRetry
+            box = MessageBox(message)
+        }
+    }
+
+    final class MessageBox: Sendable {
+        let message: Message
+        init(_ message: Message) { self.message = message }
     }
 
     enum Phase: Equatable {
@@ -156,7 +175,7 @@ struct TransactionStateMachine {
         let gone = held.remove(at: index)
         if index < produced {
             produced -= 1
-            if gone.report == nil && !gone.failed { unreported -= 1 }
+            if gone.placed == nil && !gone.failed { unreported -= 1 }
         }
         if index < complete { complete -= 1 }
         reindex()
@@ -198,13 +217,13 @@ struct TransactionStateMachine {
                 continue
             }
             guard let index = index(of: report.token), index < produced else { continue }
-            if held[index].report == nil && !held[index].failed { unreported -= 1 }
+            if held[index].placed == nil && !held[index].failed { unreported -= 1 }
             if let error = report.error {
                 if error.category == .messageTooLarge { held[index].refusal = error }
                 if !error.isPurged { lastError = error }
                 held[index].failed = true
             } else {
-                held[index].report = report
+                held[index].placed = (report.partition, report.offset)
             }
         }
         callCommitIfReported(&actions)
@@ -220,19 +239,21 @@ struct TransactionStateMachine {
     mutating func commitSucceeded(now: Date) -> Actions {
         var actions = Actions()
         guard case .committing(let count) = phase else { return actions }
-        let batch = held.prefix(count)
-        if let newest = batch.filter({ !$0.isRetry }).map(\.position).max() {
-            committedPosition = max(committedPosition ?? newest, newest)
-        }
-        actions.release = batch.map { held in
-            held.report ?? DeliveryReport(token: held.token, error: nil, topic: held.message.topic, partition: -1, offset: -1,
-                                          size: held.message.value.count)
+        let summary = summarize(count: count)
+        committedPosition = summary.position
+        actions.release.reserveCapacity(count)
+        for index in 0..<count {
+            let message = held[index].message
+            let placed = held[index].placed
+            actions.release.append(DeliveryReport(token: held[index].token, error: nil, topic: message.topic,
+                                                  partition: placed?.partition ?? -1, offset: placed?.offset ?? -1,
+                                                  size: message.value.count))
+            seqByToken[held[index].token] = nil
         }
         actions.committed = (count, committedPosition)
-        unconfirmedRetries.formUnion(batch.filter(\.isRetry).map(\.position))
-        committedCursors = cursors(after: batch)
+        unconfirmedRetries.formUnion(summary.retried)
+        committedCursors = summary.cursors
         strayCursors = [:]
-        for held in batch { seqByToken[held.token] = nil }
         held.removeFirst(count)
         headSeq += count
         produced = 0
@@ -307,7 +328,7 @@ struct TransactionStateMachine {
                                                       offset: -1, size: gone.message.value.count))
                 refusedAny = true
             } else {
-                held[index].report = nil
+                held[index].placed = nil
                 held[index].failed = false
                 index += 1
             }
@@ -424,18 +445,27 @@ struct TransactionStateMachine {
     }
 
     private func commit(count: Int) -> Commit {
-        let batch = held.prefix(count)
-        let newest = batch.filter { !$0.isRetry }.map(\.position).max()
-        let position = [committedPosition, newest].compactMap { $0 }.max()
-        let retried = unconfirmedRetries.union(batch.filter(\.isRetry).map(\.position))
-        return Commit(count: count, backfills: cursors(after: batch), position: position, retried: retried.sorted())
+        let summary = summarize(count: count)
+        return Commit(count: count, backfills: summary.cursors, position: summary.position,
+                      retried: unconfirmedRetries.union(summary.retried).sorted())
     }
 
-    /// The backfills' cursors once `batch` is committed.
-    private func cursors(after batch: Deque<Held>.SubSequence) -> [String: [String]] {
+    /// What committing the first `count` held messages records: the newest stream position (never going
+    /// back), the retried parked messages among them, and the backfills' cursors. One pass, no copies.
+    private func summarize(count: Int) -> (position: MessagePosition?, retried: [MessagePosition], cursors: [String: [String]]) {
+        var position = committedPosition
+        var retried: [MessagePosition] = []
         var cursors = committedCursors.merging(strayCursors) { _, stray in stray }
-        for held in batch { if let backfill = held.backfill { cursors[backfill.backfillID] = backfill.cursor } }
-        return cursors
+        for index in 0..<count {
+            let candidate = held[index].position
+            if held[index].isRetry {
+                retried.append(candidate)
+            } else if position.map({ candidate > $0 }) ?? true {
+                position = candidate
+            }
+            if let backfill = held[index].backfill { cursors[backfill.backfillID] = backfill.cursor }
+        }
+        return (position, retried, cursors)
     }
 }
 

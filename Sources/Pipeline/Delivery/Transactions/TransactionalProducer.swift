@@ -223,12 +223,13 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
             }
         }
         for held in actions.produce {
+            let message = held.message
             do {
-                try kafka.produce(topic: held.message.topic, key: held.message.key, value: held.message.value, token: held.token)
+                try kafka.produce(topic: message.topic, key: message.key, value: message.value, token: held.token)
             } catch {
                 machine.refused(token: held.token)
-                reports.append(DeliveryReport(token: held.token, error: error, topic: held.message.topic, partition: -1, offset: -1,
-                                              size: held.message.value.count))
+                reports.append(DeliveryReport(token: held.token, error: error, topic: message.topic, partition: -1, offset: -1,
+                                              size: message.value.count))
             }
         }
         if let commit = actions.commit {
