@@ -100,6 +100,28 @@ struct ExactlyOnceTests {
         #expect(sluice.stop() == 0)
     }
 
+    @Test func withEnrichmentTransactionsStillArriveWholeAndEnriched() throws {
+        let world = try World("eo-enriched")
+        let (fixture, db, topic) = (world.fixture, world.db, world.topic)
+        let functions = FunctionDeclaration.yaml([FunctionDeclaration(name: "with-double", type: "enrichment", code: """
+            SELECT id, txn * 2 AS double FROM eo WHERE id = ANY($1)
+            """)])
+        let sluice = try fixture.startSluice(config: world.config(sink: "    enrichment: with-double\n") + functions)
+        for txn in 1...20 {
+            try db.execute("INSERT INTO public.eo SELECT \(txn) * 10 + n, \(txn) FROM generate_series(1, \(txn % 4 + 1)) n")
+        }
+        let expected = (1...20).reduce(0) { $0 + $1 % 4 + 1 }
+        let messages = try topic.waitForMessages(expected, timeout: 60)
+        Thread.sleep(forTimeInterval: 1)
+        let rows = Self.rows(try topic.messages())
+        #expect(rows.count == expected && Set(rows.map(\.id)).count == expected, "log:\n\(sluice.log.suffix(3000))")
+        #expect(rows.map(\.txn) == rows.map(\.txn).sorted(), "transactions in commit order, none interleaved")
+        #expect(Self.partial(messages, sizes: Dictionary(uniqueKeysWithValues: (1...20).map { ($0, $0 % 4 + 1) })).isEmpty)
+        let enrichment = messages.first?.metadata["enrichment"] as? [String: Any]
+        #expect(enrichment?["double"] as? Int == 2, "\(messages.first?.payload ?? "")")
+        #expect(sluice.stop() == 0)
+    }
+
     @Test func aRestartSkipsWhatTheDatabaseSendsAgainFromAnOlderSlotPosition() throws {
         let world = try World("eo-restart")
         let (fixture, db, topic) = (world.fixture, world.db, world.topic)
