@@ -53,8 +53,6 @@ public enum KafkaOffsetsTopic {
                 }
             case RD_KAFKA_RESP_ERR__PARTITION_EOF:
                 return newest
-            case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC, RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-                lastError = KafkaError(code: record.err.rawValue)
             default:
                 lastError = KafkaError(code: record.err.rawValue)
             }

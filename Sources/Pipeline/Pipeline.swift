@@ -94,7 +94,7 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
                 properties.removeAll { $0.0 == "message.timeout.ms" }
                 properties.append(("message.timeout.ms", String(Int(min(sink.parkAfter, sink.destination.transactionTimeout) * 1000))))
                 let settings = TransactionalProducer.Settings(
-                    sinkName: sink.name, transactionalID: sink.destination.transactionalID ?? "sluice-\(config.database.slotName)-\(sink.name)",
+                    sinkName: sink.name, transactionalID: sink.transactionalID(slot: config.database.slotName),
                     offsetsTopic: sink.destination.offsetsTopic, offsetsKey: "\(config.database.slotName)/\(sink.name)",
                     transactionTimeout: sink.destination.transactionTimeout, properties: properties,
                     maxMessages: sink.destination.maxAckPending)
@@ -199,8 +199,11 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         let limit = sink.config.destination.maxMessageBytes
         // Too large by its values alone, large enough that its JSON would weigh on memory, and no function
         // that could shrink or drop it: not written (a smaller one is, so that its exact size is logged).
-        var unwrittenSize = sink.stages.functions == nil ? sink.encoder.valueBytesAtLeast(change) : 0
-        if unwrittenSize <= max(limit, Self.unwrittenFrom) { unwrittenSize = 0 }
+        // (The received bytes bound the values: most changes are ruled out without looking at their cells.)
+        let threshold = max(limit, Self.unwrittenFrom)
+        let received = max(change.new?.bytes.count ?? 0, change.old?.bytes.count ?? 0)
+        var unwrittenSize = sink.stages.functions == nil && received > threshold ? sink.encoder.valueBytesAtLeast(change) : 0
+        if unwrittenSize <= threshold { unwrittenSize = 0 }
         let message = unwrittenSize > 0 ? sink.encoder.unwritten(change, topic: topic) : sink.encoder.encode(change, topic: topic)
         let token = tracker.withLock { $0.addMessage() }
         let group = sink.grouping.groupKey(for: change, message: message)

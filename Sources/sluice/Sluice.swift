@@ -173,9 +173,9 @@ struct Check: AsyncParsableCommand {
             let hosts = sink.destination.hosts.map(\.description).joined(separator: ",")
             let path = "sinks[\(index)].destination"
             let producer: KafkaProducer
+            let properties = KafkaSettings.securityProperties(for: sink.destination)
+                + [("bootstrap.servers", hosts), ("client.id", "sluice-check")]
             do {
-                let properties = KafkaSettings.securityProperties(for: sink.destination)
-                    + [("bootstrap.servers", hosts), ("client.id", "sluice-check")]
                 producer = try KafkaProducer(properties: properties, logger: silent) { _ in }
             } catch {
                 problems.append("\(path): \(error)")
@@ -189,7 +189,8 @@ struct Check: AsyncParsableCommand {
                 continue
             }
             if sink.delivery == .exactlyOnce {
-                let line = Self.checkTransactions(sink: sink, index: index, slot: config.database.slotName, logger: silent)
+                let line = Self.checkTransactions(sink: sink, index: index, slot: config.database.slotName, properties: properties,
+                                                  logger: silent)
                 if line.ok { report.append(line.text) } else { problems.append(line.text) }
             }
         }
@@ -204,13 +205,12 @@ struct Check: AsyncParsableCommand {
 
     /// Whether the brokers give a transactional producer an id (InitProducerId). Asked under a
     /// transactional id of its own (`<transactional_id>.check`), so a running sluice is not fenced.
-    static func checkTransactions(sink: SinkConfig, index: Int, slot: String, logger: Logger) -> (ok: Bool, text: String) {
-        let transactionalID = (sink.destination.transactionalID ?? "sluice-\(slot)-\(sink.name)") + ".check"
-        let properties = KafkaSettings.securityProperties(for: sink.destination)
-            + [("bootstrap.servers", sink.destination.hosts.map(\.description).joined(separator: ",")), ("client.id", "sluice-check"),
-               ("transactional.id", transactionalID)]
+    /// `properties`: the brokers and security settings the connection check used.
+    static func checkTransactions(sink: SinkConfig, index: Int, slot: String, properties: [(String, String)],
+                                  logger: Logger) -> (ok: Bool, text: String) {
+        let transactionalID = sink.transactionalID(slot: slot) + ".check"
         do {
-            let producer = try KafkaProducer(properties: properties, logger: logger) { _ in }
+            let producer = try KafkaProducer(properties: properties + [("transactional.id", transactionalID)], logger: logger) { _ in }
             try producer.initTransactions(timeout: 15)
             return (true, "sinks[\(index)] \(sink.name): the brokers support transactions (InitProducerId answered for \(transactionalID))")
         } catch let error as KafkaTransactionError {

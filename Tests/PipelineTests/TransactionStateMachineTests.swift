@@ -187,7 +187,7 @@ import Testing
         let again = machine.tick(now: Self.start.addingTimeInterval(1))
         #expect(again.begin && again.produce.map(\.token) == [1, 2, 3])
         #expect(again.commit?.count == 3, "the whole PostgreSQL transaction, again")
-        #expect(machine.held.allSatisfy { $0.report == nil }, "acknowledgements of the aborted run do not count")
+        #expect(machine.held.allSatisfy { $0.placed == nil }, "acknowledgements of the aborted run do not count")
     }
 
     @Test func theBackoffDoublesPerAbortAndStopsAtThreeMinutes() {

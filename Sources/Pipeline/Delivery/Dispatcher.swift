@@ -214,7 +214,7 @@ final class Dispatcher: @unchecked Sendable {
                     continue
                 }
                 reportLedgerWritten(parks: true)
-                (lock.withLock { producer } as? TransactionalProducer)?.unparksWritten(writes.unparks)
+                transactionalProducer?.unparksWritten(writes.unparks)
                 perform(lock.withLock { state.ledgerWritten(writes) }, producing: nil)
             }
             if clock().timeIntervalSince(lastDeliveredSave) >= 1 || exit {
@@ -337,7 +337,7 @@ final class Dispatcher: @unchecked Sendable {
     /// Exactly-once: a PostgreSQL transaction ended, and every message of it for this sink was handed over
     /// (its stages run on the replication thread, which calls this; with enrichment, the batcher does).
     func transactionEnded(backfill: BackfillCursor? = nil) {
-        (lock.withLock { producer } as? TransactionalProducer)?.transactionEnded(backfill: backfill)
+        transactionalProducer?.transactionEnded(backfill: backfill)
     }
 
     /// Exactly-once: the sink's transactional producer, for its committed position and state.

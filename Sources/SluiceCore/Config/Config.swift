@@ -209,6 +209,9 @@ public struct SinkConfig: Sendable {
 
     public var hasFunctions: Bool { filter != nil || routing != nil || transform != nil }
 
+    /// `destination.transactional_id`, or its default `sluice-<slot>-<sink name>`.
+    public func transactionalID(slot: String) -> String { destination.transactionalID ?? "sluice-\(slot)-\(name)" }
+
     public func accepts(table: TableName, action: Action) -> Bool {
         actions.contains(action) && (tables.isEmpty || tables.contains(table)) && source.contains(table)
     }

@@ -29,10 +29,6 @@ struct TransactionStateMachine {
         var message: Message { box.message }
         /// Where Kafka put it in the running transaction (its acknowledgement).
         var placed: (partition: Int32, offset: Int64)?
-        var report: DeliveryReport? {
-            placed.map { DeliveryReport(token: token, error: nil, topic: message.topic, partition: $0.partition, offset: $0.offset,
-                                        size: message.value.count) }
-        }
         /// Kafka failed it in the running transaction (the commit will fail, and the transaction run again).
         var failed = false
         /// Kafka refused it as too large: it leaves the transaction when that is aborted.
@@ -65,6 +61,18 @@ struct TransactionStateMachine {
         case waiting(until: Date)
         /// Another producer took the transactional id (or the producer failed for good): nothing more is committed.
         case stopped
+
+        /// As the console and `/api/status` show it.
+        var name: String {
+            switch self {
+            case .idle: "idle"
+            case .open: "open"
+            case .committing: "committing"
+            case .aborting: "aborting"
+            case .waiting: "waiting"
+            case .stopped: "stopped"
+            }
+        }
     }
 
     /// What to commit: the first `count` held messages, and the sink's position after them.

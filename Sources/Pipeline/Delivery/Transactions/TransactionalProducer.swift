@@ -99,17 +99,9 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
     /// For the console and `/api/status`.
     var status: MessageInspector.TransactionStatus {
         lock.withLock {
-            let state = switch machine.phase {
-            case .idle: "idle"
-            case .open: "open"
-            case .committing: "committing"
-            case .aborting: "aborting"
-            case .waiting: "waiting"
-            case .stopped: "stopped"
-            }
-            return MessageInspector.TransactionStatus(
+            MessageInspector.TransactionStatus(
                 transactionalID: settings.transactionalID, offsetsTopic: settings.offsetsTopic,
-                committedPosition: machine.committedPosition, state: state, lastError: machine.lastError?.description)
+                committedPosition: machine.committedPosition, state: machine.phase.name, lastError: machine.lastError?.description)
         }
     }
 
