@@ -218,10 +218,16 @@ final class TransactionalProducer: MessageProducer, @unchecked Sendable {
             let message = held.message
             do {
                 try kafka.produce(topic: message.topic, key: message.key, value: message.value, token: held.token)
-            } catch {
+            } catch where error.category == .messageTooLarge || error.category == .configuration {
+                // Refused for what the message is (too large, unknown topic): it leaves the transaction.
                 machine.refused(token: held.token)
                 reports.append(DeliveryReport(token: held.token, error: error, topic: message.topic, partition: -1, offset: -1,
                                               size: message.value.count))
+            } catch {
+                // Refused for the transaction's state (it already failed, e.g. the broker refused an earlier
+                // message): the message stays, in its place, and runs again with the transaction.
+                _ = machine.delivered([DeliveryReport(token: held.token, error: error, topic: message.topic, partition: -1,
+                                                      offset: -1, size: message.value.count)], offsetsToken: Self.offsetsToken)
             }
         }
         if let commit = actions.commit {
