@@ -62,13 +62,13 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
     private let tracker: Mutex<CheckpointTracker>
     /// Signalled whenever deliveries free capacity.
     private let capacity = NSCondition()
-    private let ledger: DeliveryLedger
+    private let ledger: any StateStore
     private let databaseName: String
     private let changesRead = Counter(label: "sluice_changes_read_total")
     /// Where backfill pages meet the stream.
     let backfills = BackfillCoordinator()
 
-    public init(config: SluiceConfig, databaseName: String, hostname: String = "", startLSN: LSN, ledger: DeliveryLedger,
+    public init(config: SluiceConfig, databaseName: String, hostname: String = "", startLSN: LSN, ledger: any StateStore,
                 logger: Logger) throws {
         self.logger = logger
         self.ledger = ledger

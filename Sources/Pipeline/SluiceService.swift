@@ -25,7 +25,7 @@ public struct SluiceService: Service {
         let setup = try Self.prepareDatabase(config: config, logger: logger)
         let lock = try Self.lockState(path: config.statePath)
         defer { close(lock) }
-        let ledger = try DeliveryLedger(path: config.statePath)
+        let ledger = try SQLiteStateStore(path: config.statePath)
         let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, hostname: setup.hostname, startLSN: setup.confirmed, ledger: ledger,
                                     logger: logger)
         for (name, producer) in pipeline.producers {

@@ -37,8 +37,8 @@ struct FnTest: ParsableCommand {
 
     func validate() throws {
         if message != nil && recent != nil { throw ValidationError("give --message or --recent, not both") }
-        if let recent, !(1...DeliveryLedger.recentBodiesKept).contains(recent) {
-            throw ValidationError("--recent: \(recent) — give 1 to \(DeliveryLedger.recentBodiesKept)")
+        if let recent, !(1...StateLimits.recentBodiesKept).contains(recent) {
+            throw ValidationError("--recent: \(recent) — give 1 to \(StateLimits.recentBodiesKept)")
         }
     }
 
@@ -65,8 +65,8 @@ struct FnTest: ParsableCommand {
         let inputs: [[UInt8]]
         if let recent {
             guard let sinkConfig else { fail("--recent needs --sink: say whose delivered messages to use", code: 2) }
-            let ledger: DeliveryLedger
-            do { ledger = try DeliveryLedger(readingExisting: loaded.statePath) } catch { fail("\(error)", code: 1) }
+            let ledger: any StateStore
+            do { ledger = try SQLiteStateStore(readingExisting: loaded.statePath) } catch { fail("\(error)", code: 1) }
             inputs = (try? ledger.recentBodies(sink: sinkConfig.name, limit: recent))?.reversed() ?? []
             if inputs.isEmpty {
                 fail("sink \(sinkConfig.name) has delivered no messages yet (none are kept in \(loaded.statePath))", code: 1)

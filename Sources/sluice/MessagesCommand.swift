@@ -77,8 +77,8 @@ struct MessagesList: AsyncParsableCommand {
                 for message in Self.parse(answer.body) { rows.append((sink, message)) }
             }
         } else {
-            let ledger: DeliveryLedger
-            do { ledger = try DeliveryLedger(readingExisting: config.statePath) } catch {
+            let ledger: any StateStore
+            do { ledger = try SQLiteStateStore(readingExisting: config.statePath) } catch {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
                 throw ExitCode(1)
             }

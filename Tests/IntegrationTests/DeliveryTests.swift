@@ -46,7 +46,7 @@ struct DeliveryTests {
         let advanced = try eventually(timeout: 30, every: 0.5) { (try db.confirmedFlush(slot: fixture.slot) ?? .zero) > beforeLastCommit }
         #expect(advanced, "the slot advanced past the parked group; log:\n\(sluice.log)")
         #expect(sluice.log.contains("delivery failed; parking the group and retrying"))
-        let ledger = try DeliveryLedger(path: fixture.statePath)
+        let ledger = try SQLiteStateStore(path: fixture.statePath)
         #expect(try ledger.parked(sink: "s").map { String(decoding: $0.key ?? [], as: UTF8.self) } == [String(a), String(a), String(a)])
 
         // Restart while parked: the parked messages come back from the ledger, before newer ones.
@@ -102,7 +102,7 @@ struct DeliveryTests {
         let advanced = try eventually(timeout: 20) { (try db.confirmedFlush(slot: fixture.slot) ?? .zero) > beforeLastCommit }
         #expect(advanced)
         #expect(sluice.stop() == 0)
-        let cancelled = try DeliveryLedger(path: fixture.statePath).cancelled(sink: "s")
+        let cancelled = try SQLiteStateStore(path: fixture.statePath).cancelled(sink: "s")
         #expect(cancelled.count == 1)
         #expect(cancelled.first?.reason == "too_large")
         #expect(cancelled.first?.key == "1")

@@ -109,7 +109,7 @@ struct DiskFullTests {
         let firstParked = try #require(messages.filter { $0.key != "0" }.compactMap { $0.metadata["commit_lsn"] as? Int }.min())
         #expect(confirmedDuringFault.rawValue < UInt64(firstParked), "the slot had stayed before the parked changes")
         #expect(try eventually(timeout: 30) { try console.get("/readyz", auth: .none).status == 200 })
-        #expect(try eventually(timeout: 30) { try DeliveryLedger(path: statePath).parkedCount(sink: "s") == 0 })
+        #expect(try eventually(timeout: 30) { try SQLiteStateStore(path: statePath).parkedCount(sink: "s") == 0 })
         #expect(try eventually(timeout: 30) { (try db.confirmedFlush(slot: slot) ?? .zero).rawValue > UInt64(firstParked) })
         #expect(sluice.stop() == 0)
     }

@@ -263,7 +263,7 @@ struct ExactlyOnceTests {
         for _ in 1...40 where caught == nil {
             Thread.sleep(forTimeInterval: Double.random(in: 0.01...0.1))
             sluice.kill(signal: SIGSTOP)
-            let ledger = try DeliveryLedger(path: fixture.statePath)
+            let ledger = try SQLiteStateStore(path: fixture.statePath)
             let record = try offsets.messages().last { $0.key == "\(fixture.slot)/s" }
             let committed = (record?.json["backfills"] as? [String: [String]])?[id]
             if var saved = try ledger.backfills().first(where: { $0.id == id }), saved.state == .active,
@@ -315,7 +315,7 @@ struct ExactlyOnceTests {
         var sluice = try fixture.startSluice(config: config("  if record.id == 2 then error(\"row 2 is not welcome\") end"))
         for id in 1...3 { try db.execute("INSERT INTO public.eo VALUES ($1, $1)", [String(id)]) }
         _ = try topic.waitForMessages(2, timeout: 60)
-        let ledger = try DeliveryLedger(path: fixture.statePath)
+        let ledger = try SQLiteStateStore(path: fixture.statePath)
         #expect(try eventually(timeout: 20) { try ledger.parkedCount(sink: "s") == 1 })
         let parked = try #require(try ledger.parked(sink: "s").first)
         #expect(sluice.stop() == 0)
@@ -364,7 +364,7 @@ struct ExactlyOnceTests {
         try db.execute("INSERT INTO public.eo VALUES (4, 2, 'next')")
         let messages = try topic.waitForMessages(3, timeout: 60)
         #expect(Self.rows(messages).map(\.id) == [1, 3, 4], "log:\n\(sluice.log.suffix(3000))")
-        let cancelled = try DeliveryLedger(path: fixture.statePath).cancelled(sink: "s")
+        let cancelled = try SQLiteStateStore(path: fixture.statePath).cancelled(sink: "s")
         #expect(cancelled.map(\.key) == ["2"] && cancelled.first?.reason == "too_large")
         #expect(sluice.log.contains("Kafka transaction aborted; running it again"), "the broker refused it inside the transaction")
         #expect(sluice.stop() == 0)

@@ -153,7 +153,7 @@ struct FunctionTests {
         // Rows 1, 3 and 5 flow; rows 2 and 4 are parked with the function's error and line.
         let flowing = try topic.waitForMessages(6, timeout: 60)
         #expect(flowing.map { $0.json["id"] as? Int ?? -1 }.sorted() == [1, 1, 3, 3, 5, 5], "log:\n\(sluice.log)")
-        let ledger = try DeliveryLedger(path: fixture.statePath)
+        let ledger = try SQLiteStateStore(path: fixture.statePath)
         #expect(try eventually(timeout: 20) { try ledger.parkedCount(sink: "s") == 4 })
         let parked = try ledger.parked(sink: "s")
         let row2 = parked.filter { $0.key.map { String(decoding: $0, as: UTF8.self) } == "2" }

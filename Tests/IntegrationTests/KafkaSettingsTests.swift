@@ -166,7 +166,7 @@ struct KafkaSettingsTests {
         #expect(try runCommand("/usr/bin/curl", ["-s", "http://127.0.0.1:\(consolePort)/healthz"]).stdout == "ok\n")
         #expect(sluice.stop() == 0)
         #expect(sinkTotals(in: sluice.log)["s"]?["cancelled_too_large"] == 1)
-        #expect(try DeliveryLedger(path: fixture.statePath).cancelled(sink: "s").map(\.key) == ["1"])
+        #expect(try SQLiteStateStore(path: fixture.statePath).cancelled(sink: "s").map(\.key) == ["1"])
     }
 
     @Test func brokerDownBrieflyLosesNothing() throws {

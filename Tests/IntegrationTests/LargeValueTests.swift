@@ -44,7 +44,7 @@ struct LargeValueTests {
         let size = line.flatMap { $0.range(of: #"size_bytes=(\d+)"#, options: .regularExpression) }
             .flatMap { Int(line![$0].dropFirst("size_bytes=".count)) } ?? 0
         #expect(size >= rowMB * 1_048_576, "the log names the message's size (at least its value): \(size)")
-        let cancelled = try DeliveryLedger(path: fixture.statePath).cancelled(sink: "s")
+        let cancelled = try SQLiteStateStore(path: fixture.statePath).cancelled(sink: "s")
         #expect(cancelled.map(\.reason) == ["too_large"] && cancelled.first?.key == "2")
 
         // Memory: bounded by max_memory_mb (128 by default) plus the row itself, over what sluice held before.

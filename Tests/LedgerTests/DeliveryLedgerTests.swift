@@ -4,9 +4,9 @@ import SluiceCore
 import Testing
 
 struct DeliveryLedgerTests {
-    func temporaryLedger() throws -> DeliveryLedger {
+    func temporaryLedger() throws -> SQLiteStateStore {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString).sqlite").path
-        return try DeliveryLedger(path: path)
+        return try SQLiteStateStore(path: path)
     }
 
     func message(_ group: String, _ lsn: UInt64, _ index: Int, sink: String = "s") -> ParkedMessage {
@@ -38,8 +38,8 @@ struct DeliveryLedgerTests {
 
     @Test func survivesReopening() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString).sqlite").path
-        try DeliveryLedger(path: path).park([message("a", 1, 0), message("a", 2, 0, sink: "other")])
-        let reopened = try DeliveryLedger(path: path)
+        try SQLiteStateStore(path: path).park([message("a", 1, 0), message("a", 2, 0, sink: "other")])
+        let reopened = try SQLiteStateStore(path: path)
         #expect(try reopened.parkedCount(sink: "s") == 1)
         #expect(try reopened.parkedCount(sink: "other") == 1)
     }

@@ -116,9 +116,9 @@ import Testing
             _ = machine.delivered(sent.produce.map { F.ack($0) }, now: F.start)
         }
         deliver(1, size: big)
-        for index in 2...DeliveryLedger.recentBodiesKept { deliver(index, size: 1) }
-        #expect(machine.recentlyDelivered.count == DeliveryLedger.recentBodiesKept)
-        #expect(machine.recentlyDelivered.first?.outgoing.message.value.count == big, "still among the last \(DeliveryLedger.recentBodiesKept)")
+        for index in 2...StateLimits.recentBodiesKept { deliver(index, size: 1) }
+        #expect(machine.recentlyDelivered.count == StateLimits.recentBodiesKept)
+        #expect(machine.recentlyDelivered.first?.outgoing.message.value.count == big, "still among the last \(StateLimits.recentBodiesKept)")
         deliver(100, size: 1)
         #expect(machine.recentlyDelivered.first?.outgoing.message.value.isEmpty == true)
         #expect(machine.recentlyDelivered.first?.size == big, "the size is kept")

@@ -55,14 +55,14 @@ struct DispatcherTests {
     final class Harness {
         let producer = RecordingProducer()
         let settled = Settled()
-        let ledger: DeliveryLedger
+        let ledger: any StateStore
         let dispatcher: Dispatcher
         let folder: URL
 
         init() throws {
             folder = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dispatcher-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            ledger = try DeliveryLedger(path: folder.appendingPathComponent("state.sqlite").path)
+            ledger = try SQLiteStateStore(path: folder.appendingPathComponent("state.sqlite").path)
             let sink = SinkConfig(name: "s", destination: KafkaDestination(hosts: [HostPort(host: "127.0.0.1", port: 9)], topic: "t"))
             let producer = self.producer
             let settled = self.settled

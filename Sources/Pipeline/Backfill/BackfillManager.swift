@@ -9,7 +9,7 @@ import Synchronization
 /// is first seen. Several run at once, each with one page in memory.
 public final class BackfillManager: @unchecked Sendable {
     let config: SluiceConfig
-    let ledger: DeliveryLedger
+    let ledger: any StateStore
     let coordinator: BackfillCoordinator
     let logger: Logger
     let confirmed: @Sendable () -> LSN
@@ -19,7 +19,7 @@ public final class BackfillManager: @unchecked Sendable {
     let ended: @Sendable (String, String) -> Void
     private let workers = Mutex<[String: BackfillWorker]>([:])
 
-    init(config: SluiceConfig, ledger: DeliveryLedger, coordinator: BackfillCoordinator, logger: Logger,
+    init(config: SluiceConfig, ledger: any StateStore, coordinator: BackfillCoordinator, logger: Logger,
          confirmed: @escaping @Sendable () -> LSN, committedCursor: @escaping @Sendable (String, String) -> [String]? = { _, _ in nil },
          ended: @escaping @Sendable (String, String) -> Void = { _, _ in }) {
         self.committedCursor = committedCursor

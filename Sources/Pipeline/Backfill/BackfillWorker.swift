@@ -25,7 +25,7 @@ final class BackfillWorker: @unchecked Sendable {
     let table: BackfillTable
     let reader: BackfillReader
     let coordinator: BackfillCoordinator
-    let ledger: DeliveryLedger
+    let ledger: any StateStore
     let logger: Logger
     let maxQueryMS: Int
     let maxPageSize: Int
@@ -39,7 +39,7 @@ final class BackfillWorker: @unchecked Sendable {
     private var lastLoggedTenth = 0
 
     init(record: BackfillRecord, table: BackfillTable, reader: BackfillReader, coordinator: BackfillCoordinator,
-         ledger: DeliveryLedger, logger: Logger, maxQueryMS: Int, maxPageSize: Int, confirmed: @escaping @Sendable () -> LSN,
+         ledger: any StateStore, logger: Logger, maxQueryMS: Int, maxPageSize: Int, confirmed: @escaping @Sendable () -> LSN,
          onEnd: @escaping @Sendable (BackfillRecord) -> Void) {
         self.record = record
         self.table = table

@@ -449,8 +449,8 @@ extension DeliveryStateMachine {
             // Kept as it is (one reference); made into a DeliveredMessage only when shown or saved.
             recentlyDelivered.append(RecentDelivery(outgoing: outgoing, topic: report.topic, partition: report.partition,
                                                     offset: report.offset, size: report.size, deliveredAt: now))
-            if recentlyDelivered.count > DeliveryLedger.deliveredKept { recentlyDelivered.removeFirst() }
-            let aged = recentlyDelivered.count - DeliveryLedger.recentBodiesKept - 1
+            if recentlyDelivered.count > StateLimits.deliveredKept { recentlyDelivered.removeFirst() }
+            let aged = recentlyDelivered.count - StateLimits.recentBodiesKept - 1
             if aged >= 0, recentlyDelivered[aged].hasLargeBodies { recentlyDelivered[aged].dropLargeBodies() }
             deliveredUnsaved = min(deliveredUnsaved + 1, recentlyDelivered.count)
         }

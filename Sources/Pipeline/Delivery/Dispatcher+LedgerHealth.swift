@@ -20,7 +20,7 @@ extension Dispatcher {
         }
         let explanation = ledger.explainWriteFailure(error, needing: bytes, for: purpose)
         guard ledgerHealth.failed(writes == nil ? .delivered : .parks, explanation, now: Date()) else { return }
-        logger.error("\(explanation)", metadata: ["sink": "\(sink.name)", "path": "\(ledger.path)"])
+        logger.error("\(explanation)", metadata: ["sink": "\(sink.name)", "path": "\(ledger.location)"])
     }
 
     /// A write to the state file succeeded (`parks`: the worker's parks and attempts; else the recently
@@ -28,7 +28,7 @@ extension Dispatcher {
     func reportLedgerWritten(parks: Bool) {
         guard let outage = ledgerHealth.succeeded(parks ? .parks : .delivered, now: Date()) else { return }
         logger.notice("the state file is writable again; what waited for it is written", metadata: [
-            "sink": "\(sink.name)", "path": "\(ledger.path)", "failing_for_s": "\(Int(outage.rounded()))"])
+            "sink": "\(sink.name)", "path": "\(ledger.location)", "failing_for_s": "\(Int(outage.rounded()))"])
     }
 
     /// Why this sink cannot write its state, for `/readyz`; nil while it can.

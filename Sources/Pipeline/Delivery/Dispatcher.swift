@@ -13,7 +13,7 @@ final class Dispatcher: @unchecked Sendable {
     let sink: SinkConfig
     /// Creates this sink's producer; called again when one hits a fatal error.
     let makeProducer: () throws -> any MessageProducer
-    let ledger: DeliveryLedger
+    let ledger: any StateStore
     let logger: Logger
     let metrics: SinkMetrics
     /// Acknowledges checkpoint tokens (the message is in Kafka, parked or cancelled).
@@ -34,7 +34,7 @@ final class Dispatcher: @unchecked Sendable {
     /// Whether writes to the state file succeed (see Dispatcher+LedgerHealth.swift).
     let ledgerHealth = LedgerHealth()
 
-    init(sink: SinkConfig, makeProducer: @escaping () throws -> any MessageProducer, ledger: DeliveryLedger, logger: Logger,
+    init(sink: SinkConfig, makeProducer: @escaping () throws -> any MessageProducer, ledger: any StateStore, logger: Logger,
          metrics: SinkMetrics, retryStages: SinkStages, clock: @escaping @Sendable () -> Date = { Date() },
          settle: @escaping @Sendable ([UInt]) -> Void) throws {
         self.sink = sink
@@ -297,7 +297,7 @@ final class Dispatcher: @unchecked Sendable {
         let retrying = ledgerHealth.isFailing(.delivered)
         lock.lock()
         let unsaved = state.takeUnsavedDeliveries()
-        let recent = unsaved.isEmpty && !retrying ? [] : Array(state.recentlyDelivered.suffix(DeliveryLedger.recentBodiesKept))
+        let recent = unsaved.isEmpty && !retrying ? [] : Array(state.recentlyDelivered.suffix(StateLimits.recentBodiesKept))
         lock.unlock()
         let bodies = recent.isEmpty ? nil : recent.map(\.outgoing.beforeFunctions.value)
         do {

@@ -26,7 +26,7 @@ public final class MessageInspector: @unchecked Sendable {
         let metrics: SinkMetrics?
     }
 
-    let ledger: DeliveryLedger
+    let ledger: any StateStore
     let sinks: [SinkEntry]
     let replication: ReplicationStatus?
     let confirmed: @Sendable () -> LSN
@@ -38,7 +38,7 @@ public final class MessageInspector: @unchecked Sendable {
 
     func attach(_ backfills: BackfillManager) { self.backfills = backfills }
 
-    init(ledger: DeliveryLedger, sinks: [SinkEntry], replication: ReplicationStatus?, confirmed: @escaping @Sendable () -> LSN,
+    init(ledger: any StateStore, sinks: [SinkEntry], replication: ReplicationStatus?, confirmed: @escaping @Sendable () -> LSN,
          databaseName: String, slotName: String) {
         self.ledger = ledger
         self.sinks = sinks
@@ -49,7 +49,7 @@ public final class MessageInspector: @unchecked Sendable {
     }
 
     /// The state file alone: failing, delivered and cancelled messages; nothing in flight is known.
-    public convenience init(offline ledger: DeliveryLedger, config: SluiceConfig) {
+    public convenience init(offline ledger: any StateStore, config: SluiceConfig) {
         // A URL comes as dbname: show only its database, never its password.
         var name = config.database.connectionParameters.last { $0.0 == "dbname" }?.1 ?? ""
         if name.contains("://") { name = URLComponents(string: name).map { String($0.path.drop { $0 == "/" }) } ?? "" }

@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 
-extension DeliveryLedger {
+extension SQLiteStateStore {
     /// One line for the operator when a write to the state file failed: the path, the system's reason
     /// (the errno text), the space its filesystem has and what the write needed, and what to do. SQLite
     /// rolled the write back whole, so nothing it held counts as written.

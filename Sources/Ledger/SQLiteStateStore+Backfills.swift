@@ -44,7 +44,7 @@ public struct BackfillRecord: Sendable, Equatable {
 }
 
 /// Backfills and their cursors, and which sinks have been seen (for `initial_backfill`).
-extension DeliveryLedger {
+extension SQLiteStateStore {
     static func registerBackfillMigration(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v4-backfills") { db in
             try db.execute(sql: """
@@ -74,7 +74,7 @@ extension DeliveryLedger {
     }
 
     /// Backfills, newest first; of one sink or all.
-    public func backfills(sink: String? = nil) throws -> [BackfillRecord] {
+    public func backfills(sink: String?) throws -> [BackfillRecord] {
         try database.read { db in
             let rows = if let sink {
                 try Row.fetchAll(db, sql: "SELECT * FROM backfill WHERE sink = ? ORDER BY inserted_at DESC", arguments: [sink])

@@ -5,14 +5,10 @@ import SluiceCore
 /// Sluice's state file (SQLite): parked messages (durable, so the slot may advance past them), the
 /// last 1,000 delivered and every cancelled message per sink. Commits are fsynced (WAL,
 /// synchronous=FULL) before the caller treats anything as safe.
-public final class DeliveryLedger: Sendable {
+public final class SQLiteStateStore: StateStore {
     let database: DatabaseQueue
     public let path: String
-    public static let deliveredKept = 1_000
-    /// Message bodies (before the sink's functions) kept per sink for `sluice fn test --recent`.
-    public static let recentBodiesKept = 20
-    /// Attempt errors kept per message (newest).
-    public static let errorsKept = 20
+    public var location: String { path }
 
     public init(path: String) throws {
         self.path = path
@@ -99,12 +95,12 @@ public final class DeliveryLedger: Sendable {
         try database.write { db in
             try db.execute(sql: "DELETE FROM recent_body WHERE sink = ?", arguments: [sink])
             let insert = try db.cachedStatement(sql: "INSERT INTO recent_body (sink, value) VALUES (?, ?)")
-            for body in bodies.suffix(Self.recentBodiesKept) { try insert.execute(arguments: [sink, Data(body)]) }
+            for body in bodies.suffix(StateLimits.recentBodiesKept) { try insert.execute(arguments: [sink, Data(body)]) }
         }
     }
 
     /// The bodies of the newest delivered messages of a sink, newest first.
-    public func recentBodies(sink: String, limit: Int = 20) throws -> [[UInt8]] {
+    public func recentBodies(sink: String, limit: Int) throws -> [[UInt8]] {
         try database.read { db in
             try Data.fetchAll(db, sql: "SELECT value FROM recent_body WHERE sink = ? ORDER BY id DESC LIMIT ?", arguments: [sink, limit])
                 .map { [UInt8]($0) }
@@ -112,13 +108,6 @@ public final class DeliveryLedger: Sendable {
     }
 
     // MARK: - Parked
-
-    /// Writes messages durably; a message already parked (same sink and position) is kept as it was.
-    public func park(_ messages: [ParkedMessage]) throws {
-        for (sink, group) in Dictionary(grouping: messages, by: \.sink) {
-            try apply(park: group, unpark: [], attempts: [], sink: sink)
-        }
-    }
 
     /// Groups with parked messages, and how many each holds.
     public func parkedGroups(sink: String) throws -> [String: Int] {
@@ -142,7 +131,7 @@ public final class DeliveryLedger: Sendable {
     }
 
     /// Parked messages of a sink in stream order (for the console and tests).
-    public func parked(sink: String, limit: Int = 1_000) throws -> [ParkedMessage] {
+    public func parked(sink: String, limit: Int) throws -> [ParkedMessage] {
         try database.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM parked WHERE sink = ? ORDER BY commit_lsn, commit_idx LIMIT ?",
                              arguments: [sink, limit]).map(Self.parked)
@@ -189,31 +178,14 @@ public final class DeliveryLedger: Sendable {
                 try recordError.execute(arguments: [sink, lsn, attempt.position.commitIndex, now, attempt.error])
             }
             // At most 20 errors per message.
-            for attempt in attempts where attempt.deliverCount > Self.errorsKept {
+            for attempt in attempts where attempt.deliverCount > StateLimits.errorsKept {
                 try db.execute(sql: """
                     DELETE FROM attempt_error WHERE sink = ? AND commit_lsn = ? AND commit_idx = ? AND id <= (
                       SELECT id FROM attempt_error WHERE sink = ? AND commit_lsn = ? AND commit_idx = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
                     """, arguments: [sink, Int64(bitPattern: attempt.position.commitLSN.rawValue), attempt.position.commitIndex,
                                      sink, Int64(bitPattern: attempt.position.commitLSN.rawValue), attempt.position.commitIndex,
-                                     Self.errorsKept])
+                                     StateLimits.errorsKept])
             }
-        }
-    }
-
-    /// Records a failed attempt of a parked message.
-    public func recordAttempt(sink: String, position: MessagePosition, deliverCount: Int, error: String) throws {
-        try database.write { db in
-            try db.execute(sql: """
-                UPDATE parked SET deliver_count = ?, last_error = ? WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?
-                """, arguments: [deliverCount, error, sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex])
-        }
-    }
-
-    /// Removes a parked message once it was delivered or cancelled.
-    public func unpark(sink: String, position: MessagePosition) throws {
-        try database.write { db in
-            try db.execute(sql: "DELETE FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?",
-                           arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex])
         }
     }
 
@@ -227,7 +199,7 @@ public final class DeliveryLedger: Sendable {
                 INSERT INTO delivered (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, partition,
                   kafka_offset, deliver_count, delivered_at, action, record_pks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-            for message in messages.suffix(Self.deliveredKept) {
+            for message in messages.suffix(StateLimits.deliveredKept) {
                 try statement.execute(arguments: [
                     message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
                     message.position.commitIndex, message.table, message.topic, message.key, message.size,
@@ -238,13 +210,13 @@ public final class DeliveryLedger: Sendable {
             for sink in Set(messages.map(\.sink)) {
                 try db.execute(sql: """
                     DELETE FROM delivered WHERE sink = ? AND id <= (SELECT id FROM delivered WHERE sink = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
-                    """, arguments: [sink, sink, Self.deliveredKept])
+                    """, arguments: [sink, sink, StateLimits.deliveredKept])
             }
         }
     }
 
     /// The newest delivered messages of a sink, newest first.
-    public func recentlyDelivered(sink: String, limit: Int = 100) throws -> [DeliveredMessage] {
+    public func recentlyDelivered(sink: String, limit: Int) throws -> [DeliveredMessage] {
         try recentlyDelivered(sink: sink, limit: limit, where: "", arguments: [])
     }
 
@@ -277,7 +249,7 @@ public final class DeliveryLedger: Sendable {
         }
     }
 
-    public func cancelled(sink: String, limit: Int = 1_000) throws -> [CancelledMessage] {
+    public func cancelled(sink: String, limit: Int) throws -> [CancelledMessage] {
         try database.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM cancelled WHERE sink = ? ORDER BY id DESC LIMIT ?", arguments: [sink, limit])
                 .map { row in

@@ -4,7 +4,7 @@ import SluiceCore
 
 /// Lookups for the console, the API and `sluice messages`: one message by position, its attempt
 /// errors, and a user's cancel of a failing message.
-extension DeliveryLedger {
+extension SQLiteStateStore {
     public func parkedMessage(sink: String, position: MessagePosition) throws -> ParkedMessage? {
         try database.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?",
@@ -33,7 +33,7 @@ extension DeliveryLedger {
         try database.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT at, error FROM attempt_error WHERE sink = ? AND commit_lsn = ? AND commit_idx = ? ORDER BY id DESC LIMIT ?
-                """, arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex, Self.errorsKept])
+                """, arguments: [sink, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex, StateLimits.errorsKept])
                 .map { (Date(timeIntervalSince1970: $0["at"]), $0["error"]) }
         }
     }
