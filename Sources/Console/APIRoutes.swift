@@ -8,7 +8,11 @@ struct APIRoutes: Sendable {
     let inspectors: InspectorSlot
 
     func register(on router: RouterGroup<ConsoleRequestContext>) {
-        router.get("status") { _, _ in StatusResponse(try self.ask { $0.status() }) }
+        router.get("status") { _, _ in
+            let ha = self.inspectors.ha.snapshot
+            if ha.role == .standby { return StatusResponse(standby: ha) }
+            return StatusResponse(try self.ask { $0.status() }, ha: ha)
+        }
         router.get("sinks/:sink/messages") { request, context in
             try self.messages(request, sink: context.parameters.require("sink"))
         }

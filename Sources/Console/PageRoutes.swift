@@ -154,13 +154,25 @@ struct PageRoutes: Sendable {
         let body = library.render(Self.dropNils(values), withTemplate: template) ?? ""
         let sinks = (inspectors.inspector?.sinkNames ?? []).map { ["name": $0] }
         let html = library.render(["title": title, "body": body, "loggedIn": loggedIn, "canLogOut": !auth.isOpen,
-                                   "sinks": sinks, "refresh": refresh], withTemplate: "layout") ?? ""
+                                   "sinks": sinks, "refresh": refresh, "ha": Self.dropNils(Self.ha(inspectors.ha.snapshot))],
+                                  withTemplate: "layout") ?? ""
         return Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                         body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
     }
 
     private func starting() -> Response {
-        page("overview", title: "Starting", ["database": "starting…", "sinkCards": []], status: .serviceUnavailable)
+        if inspectors.ha.snapshot.role == .standby {
+            return page("overview", title: "Standby", ["database": "standing by: another instance streams this slot", "sinkCards": []])
+        }
+        return page("overview", title: "Starting", ["database": "starting…", "sinkCards": []], status: .serviceUnavailable)
+    }
+
+    /// The header's role line: this instance, its role, and the leader with its lease.
+    static func ha(_ ha: HAStatus.Snapshot) -> [String: Any] {
+        ["role": ha.role.rawValue, "standby": ha.role == .standby, "instance": ha.instance,
+         "leader": ha.leader.map { holder in
+             ["instance": holder.instance, "term": holder.term, "leaseExpiresAt": InspectedMessage.timestamp(holder.expiresAt)]
+         } as Any]
     }
 
     /// Mustache would print a nil optional as "nil": leave such keys out, so sections stay closed.

@@ -312,6 +312,15 @@ public final class Pipeline: ChangeConsumer, @unchecked Sendable {
         }
     }
 
+    /// Leadership lost: every sink stops sending and writing at once, dropping what it holds (see
+    /// `Dispatcher.abandon`); the stream must be stopped without draining.
+    public func abandon() {
+        for sink in sinks {
+            sink.enrichment?.stop()
+            sink.dispatcher.abandon()
+        }
+    }
+
     public var confirmedLSN: LSN { tracker.withLock { $0.confirmed } }
 
     /// Backfills of this pipeline's sinks, meeting the stream at this pipeline's watermarks.

@@ -22,13 +22,28 @@ public struct SluiceService: Service {
     }
 
     public func run() async throws {
+        switch config.stateStore {
+        case .sqlite:
+            let lock = try Self.lockState(path: config.statePath)
+            defer { close(lock) }
+            inspectorSlot.ha.single(instance: config.ha.instance ?? HAStatus.defaultInstance)
+            _ = try await lead(store: try SQLiteStateStore(path: config.statePath), lease: nil)
+        case .postgres(let parameters, let schema):
+            try await HighAvailability(service: self, parameters: parameters, schema: schema).run()
+        }
+    }
+
+    /// How a leader's streaming ended.
+    enum TermEnd { case stopped, leaseLost }
+
+    /// Streams as the slot's leader until shutdown, a failure that needs the operator (thrown), or —
+    /// with a lease — until the lease is lost: then nothing more is sent and the stream stops at once.
+    func lead(store: any StateStore, lease: LeaseKeeper?) async throws -> TermEnd {
         let setup = try Self.prepareDatabase(config: config, logger: logger)
-        let lock = try Self.lockState(path: config.statePath)
-        defer { close(lock) }
-        let ledger = try SQLiteStateStore(path: config.statePath)
-        let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, hostname: setup.hostname, startLSN: setup.confirmed, ledger: ledger,
-                                    logger: logger)
-        for (name, producer) in pipeline.producers {
+        let pipeline = try Pipeline(config: config, databaseName: setup.databaseName, hostname: setup.hostname, startLSN: setup.confirmed,
+                                    ledger: store, logger: logger)
+        // A new leader takes over without waiting for Kafka.
+        for (name, producer) in pipeline.producers where lease == nil {
             do {
                 try producer.checkConnection(timeout: 10)
             } catch {
@@ -54,6 +69,18 @@ public struct SluiceService: Service {
             }
         }
         defer { lagSampler.cancel() }
+        // True once it stopped the stream because the lease was lost.
+        let watchdog = lease.map { lease in
+            Task { () -> Bool in
+                while !Task.isCancelled, lease.isValid { try? await Task.sleep(for: .milliseconds(50)) }
+                guard !Task.isCancelled else { return false }
+                logger.critical("lost the lease: stopped sending at once; another instance takes the slot")
+                source.requestStop(drain: false)
+                pipeline.abandon()
+                backfills.stopAll()
+                return true
+            }
+        }
         await withGracefulShutdownHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 let thread = Thread {
@@ -71,10 +98,13 @@ public struct SluiceService: Service {
             source.requestStop()
         }
         _ = pipeline // keep producers alive until the source has drained them
+        watchdog?.cancel()
+        if await watchdog?.value == true { return .leaseLost }
         if let failure = source.failure {
             backfills.stopAll()
             throw failure
         }
+        return .stopped
     }
 
     /// The tables the configuration names, with where: the publication's, then each enabled sink's.

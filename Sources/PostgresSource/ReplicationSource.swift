@@ -58,6 +58,7 @@ public final class ReplicationSource: Sendable {
     let settings: Settings
     let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
+    private let skipDrain = Atomic<Bool>(false)
     private let stoppedBy = Mutex<ReplicationFailure?>(nil)
     /// Connection state and the server's WAL position, for the console.
     public let status = ReplicationStatus()
@@ -70,7 +71,12 @@ public final class ReplicationSource: Sendable {
         self.logger = logger
     }
 
-    public func requestStop() { stopRequested.store(true, ordering: .relaxed) }
+    /// Stops reading; what was handed over is delivered first (up to 30 s), unless `drain` is false (a
+    /// leader that lost its lease: another instance streams from the slot now).
+    public func requestStop(drain: Bool = true) {
+        if !drain { skipDrain.store(true, ordering: .relaxed) }
+        stopRequested.store(true, ordering: .relaxed)
+    }
     var isStopping: Bool { stopRequested.load(ordering: .relaxed) }
 
     /// Runs until `requestStop()`, or until a `ReplicationFailure` (then `failure` says why); then drains
@@ -98,6 +104,7 @@ public final class ReplicationSource: Sendable {
                 logger.warning("replication interrupted; reconnecting", metadata: ["error": "\(error)", "retry_in_s": "\(delay)"])
             }
             if isStopping {
+                if skipDrain.load(ordering: .relaxed) { return }
                 // Whatever was handed over goes to Kafka first; the slot is told only what was delivered.
                 consumer.drain(timeout: 30)
                 session?.finish(confirmed: consumer.confirmedLSN)
@@ -108,7 +115,7 @@ public final class ReplicationSource: Sendable {
             sleep(seconds: delay)
             delay = min(delay * 2, settings.maxReconnectDelay)
         }
-        consumer.drain(timeout: 30)
+        if !skipDrain.load(ordering: .relaxed) { consumer.drain(timeout: 30) }
     }
 
     /// Stops for good: the operator must act first.

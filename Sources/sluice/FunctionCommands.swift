@@ -66,10 +66,10 @@ struct FnTest: ParsableCommand {
         if let recent {
             guard let sinkConfig else { fail("--recent needs --sink: say whose delivered messages to use", code: 2) }
             let ledger: any StateStore
-            do { ledger = try SQLiteStateStore(readingExisting: loaded.statePath) } catch { fail("\(error)", code: 1) }
+            do { ledger = try openStateForReading(loaded) } catch { fail("\(error)", code: 1) }
             inputs = (try? ledger.recentBodies(sink: sinkConfig.name, limit: recent))?.reversed() ?? []
             if inputs.isEmpty {
-                fail("sink \(sinkConfig.name) has delivered no messages yet (none are kept in \(loaded.statePath))", code: 1)
+                fail("sink \(sinkConfig.name) has delivered no messages yet (none are kept in \(ledger.location))", code: 1)
             }
         } else if let message {
             guard let data = FileManager.default.contents(atPath: message) else { fail("--message: cannot read \(message)", code: 2) }

@@ -78,12 +78,12 @@ struct MessagesList: AsyncParsableCommand {
             }
         } else {
             let ledger: any StateStore
-            do { ledger = try SQLiteStateStore(readingExisting: config.statePath) } catch {
+            do { ledger = try openStateForReading(config) } catch {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
                 throw ExitCode(1)
             }
             FileHandle.standardError.write(Data(
-                "sluice is not running (no console answered): showing \(config.statePath); in-flight and waiting messages are unknown\n".utf8))
+                "sluice is not running (no console answered): showing \(ledger.location); in-flight and waiting messages are unknown\n".utf8))
             let inspector = MessageInspector(offline: ledger, config: config)
             for sink in try options.sinks(of: config) {
                 var found: [InspectedMessage] = []

@@ -20,7 +20,7 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "Streams every row change of a PostgreSQL database into Kafka.",
         version: SluiceVersion.current,
-        subcommands: [Run.self, Check.self, Messages.self, Backfill.self, Fn.self, ImportSequin.self]
+        subcommands: [Run.self, Check.self, Messages.self, Backfill.self, Fn.self, ImportSequin.self, StateCommand.self]
     )
 }
 

@@ -20,7 +20,9 @@ struct APIContractTests {
     static func writeList(_ messages: [InspectedMessage]) throws -> [UInt8] {
         try OrderedJSONEncoder().encode(MessageListResponse(messages: messages.map(MessageResponse.init)))
     }
-    static func writeStatus(_ status: MessageInspector.Status) throws -> [UInt8] { try OrderedJSONEncoder().encode(StatusResponse(status)) }
+    static func writeStatus(_ status: MessageInspector.Status, ha: HAStatus.Snapshot = Samples.singleInstance) throws -> [UInt8] {
+        try OrderedJSONEncoder().encode(StatusResponse(status, ha: ha))
+    }
     static func writeBackfill(_ record: BackfillRecord) throws -> [UInt8] { try OrderedJSONEncoder().encode(BackfillResponse(record)) }
     static func writeBackfills(_ records: [BackfillRecord]) throws -> [UInt8] { try OrderedJSONEncoder().encode(BackfillListResponse(records)) }
     static func errorResponse(status: Int, _ message: String) async throws -> Response {
@@ -107,6 +109,21 @@ struct APIContractTests {
     func status(_ name: String) throws {
         let status = try #require(Samples.statuses.first { $0.name == name }?.status)
         try Self.expectSame(try Self.writeStatus(status), try #require(Golden.status[name]), "status \(name)")
+    }
+
+    /// With `state.store: postgres`: a leader names itself with its term and lease; a standby names the
+    /// leader and has no stream of its own.
+    @Test func statusOfALeaderAndOfAStandby() throws {
+        let holder = LeaseHolder(instance: "sluice-a", term: 7, expiresAt: Date(timeIntervalSince1970: 1_796_000_000.25))
+        let leader = HAStatus.Snapshot(role: .leader, instance: "sluice-a", leader: holder, electing: true)
+        let status = try #require(Samples.statuses.first { $0.name == "no_sinks" }?.status)
+        try Self.expectSame(try Self.writeStatus(status, ha: leader), try #require(Golden.status["ha_leader"]), "status ha_leader")
+        let standby = HAStatus.Snapshot(role: .standby, instance: "sluice-b", leader: holder, electing: true)
+        try Self.expectSame(try OrderedJSONEncoder().encode(StatusResponse(standby: standby)), try #require(Golden.status["ha_standby"]),
+                            "status ha_standby")
+        let noLeader = HAStatus.Snapshot(role: .standby, instance: "sluice-b", leader: nil, electing: true)
+        try Self.expectSame(try OrderedJSONEncoder().encode(StatusResponse(standby: noLeader)),
+                            try #require(Golden.status["ha_standby_no_leader"]), "status ha_standby_no_leader")
     }
 
     @Test(arguments: Samples.backfills.map(\.name))

@@ -26,6 +26,7 @@ struct RouteScenario {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("state.sqlite").path
         let ledger = try SQLiteStateStore(path: path)
+        inspectors.ha.single(instance: "sluice-a")
         try ledger.park([ParkedMessage(sink: "orders", group: "7", position: Self.failing, table: "public.orders", topic: "orders",
                                        key: Array("7".utf8), value: Samples.messageValue, deliverCount: 2,
                                        lastError: "Local: Message timed out", parkedAt: Samples.date(1_764_410_400),

@@ -60,6 +60,9 @@ enum Samples {
             errors: [(date(1_764_410_405.25), "functions[0].code:2: poison is not allowed")])),
     ]
 
+    /// One instance on a SQLite state file: it leads, with no lease.
+    static let singleInstance = HAStatus.Snapshot(role: .leader, instance: "sluice-a", leader: nil, electing: false)
+
     static let statuses: [(name: String, status: MessageInspector.Status)] = [
         ("two_sinks", MessageInspector.Status(
             databaseName: "app \"main\"", connected: true, slotName: "sluice_slot", confirmedFlushLSN: LSN(24_023_128),

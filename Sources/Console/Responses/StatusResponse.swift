@@ -78,14 +78,61 @@ struct StatusResponse: ResponseEncodable, Sendable {
         }
     }
 
-    var database: Database
-    var slot: Slot
+    /// This instance among the instances of its slot.
+    struct Leader: Encodable, Sendable {
+        var instance: String
+        var term: Int64
+        /// When the leader's lease runs out unless renewed (ISO 8601, the database's clock); null without HA.
+        var leaseExpiresAt: String?
+
+        enum CodingKeys: String, CodingKey { case instance, term, leaseExpiresAt = "lease_expires_at" }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(instance, forKey: .instance)
+            try container.encode(term, forKey: .term)
+            try container.encode(leaseExpiresAt, forKey: .leaseExpiresAt)
+        }
+    }
+
+    var role: String
+    var instance: String
+    /// The slot's leader (this instance when it leads); null while no instance holds the slot.
+    var leader: Leader?
+    /// Null on a standby: it does not stream.
+    var database: Database?
+    var slot: Slot?
     var sinks: [Sink]
+
+    enum CodingKeys: String, CodingKey { case role, instance, leader, database, slot, sinks }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(role, forKey: .role)
+        try container.encode(instance, forKey: .instance)
+        try container.encode(leader, forKey: .leader)
+        try container.encode(database, forKey: .database)
+        try container.encode(slot, forKey: .slot)
+        try container.encode(sinks, forKey: .sinks)
+    }
 }
 
 extension StatusResponse {
-    init(_ status: MessageInspector.Status) {
+    /// A standby's answer: who leads, and nothing of a stream it does not run.
+    init(standby ha: HAStatus.Snapshot) {
+        self.init(role: ha.role.rawValue, instance: ha.instance, leader: Self.leader(ha), database: nil, slot: nil, sinks: [])
+    }
+
+    static func leader(_ ha: HAStatus.Snapshot) -> Leader? {
+        if let holder = ha.leader {
+            return Leader(instance: holder.instance, term: holder.term, leaseExpiresAt: InspectedMessage.timestamp(holder.expiresAt))
+        }
+        return ha.electing ? nil : Leader(instance: ha.instance, term: 0, leaseExpiresAt: nil)
+    }
+
+    init(_ status: MessageInspector.Status, ha: HAStatus.Snapshot) {
         self.init(
+            role: ha.role.rawValue, instance: ha.instance, leader: Self.leader(ha),
             database: Database(name: status.databaseName, connected: status.connected),
             slot: Slot(name: status.slotName, confirmedFlushLSN: status.confirmedFlushLSN.description, lagBytes: status.lagBytes),
             sinks: status.sinks.map { sink in

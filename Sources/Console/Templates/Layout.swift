@@ -13,7 +13,7 @@ enum LayoutTemplate {
   body { margin:0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color:var(--ink); background:var(--bg); }
   header { display:flex; gap:1rem; align-items:center; padding:.7rem 1.2rem; background:#111827; color:#fff; flex-wrap:wrap; }
   header a { color:#fff; text-decoration:none; } header .brand { font-weight:700; letter-spacing:.02em; }
-  header form { margin-left:auto; } header button { background:none; border:1px solid #475467; color:#d0d5dd; border-radius:6px; padding:.2rem .6rem; cursor:pointer; }
+  header form { margin-left:auto; } header .role { color:#d0d5dd; font-size:.85rem; } header button { background:none; border:1px solid #475467; color:#d0d5dd; border-radius:6px; padding:.2rem .6rem; cursor:pointer; }
   main { max-width:1200px; margin:0 auto; padding:1.2rem; }
   h1 { font-size:1.35rem; margin:.2rem 0 1rem; } h2 { font-size:1.05rem; margin:1.4rem 0 .6rem; }
   .cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(270px, 1fr)); gap:1rem; }
@@ -50,6 +50,7 @@ enum LayoutTemplate {
 <header>
   <a class="brand" href="/">Sluice</a>
   {{#loggedIn}}<a href="/">Overview</a>{{#sinks}}<a href="/sinks/{{name}}">{{name}}</a>{{/sinks}}
+  {{#ha}}<span class="role" id="role">{{role}} · {{instance}}{{#standby}}{{#leader}} · leader {{instance}}{{/leader}}{{/standby}}{{#leader}} · lease until {{leaseExpiresAt}}{{/leader}}</span>{{/ha}}
   {{#canLogOut}}<form method="post" action="/logout"><button type="submit">Log out</button></form>{{/canLogOut}}{{/loggedIn}}
 </header>
 <main id="live">{{{body}}}</main>

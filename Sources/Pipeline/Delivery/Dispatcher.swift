@@ -3,6 +3,7 @@ import KafkaSink
 import Ledger
 import Logging
 import SluiceCore
+import Synchronization
 
 /// Delivers one sink's messages. The decisions are `DeliveryStateMachine`'s; this class holds it
 /// under a lock, feeds it events (messages from the stages, delivery reports from the producer's event
@@ -30,6 +31,8 @@ final class Dispatcher: @unchecked Sendable {
     private var retiredProducers: [any MessageProducer] = []
     var workerSignalled = false
     private var stopping = false
+    /// Leadership lost: nothing more is sent or written from here (see `abandon`).
+    private let abandoned = Atomic<Bool>(false)
     private let workerDone = DispatchSemaphore(value: 0)
     /// Whether writes to the state file succeed (see Dispatcher+LedgerHealth.swift).
     let ledgerHealth = LedgerHealth()
@@ -134,6 +137,7 @@ final class Dispatcher: @unchecked Sendable {
     /// unknown topic, …) come back as the failed delivery reports they are in all but name.
     private func send(_ messages: [OutgoingMessage], with producer: any MessageProducer) -> [DeliveryReport] {
         var refused: [DeliveryReport] = []
+        if abandoned.load(ordering: .relaxed) { return refused }
         let transactional = producer as? TransactionalProducer
         for outgoing in messages {
             let message = outgoing.message
@@ -203,6 +207,7 @@ final class Dispatcher: @unchecked Sendable {
             let writes = state.takeLedgerWrites()
             let exit = stopping
             lock.unlock()
+            if abandoned.load(ordering: .relaxed) { return }
 
             if !writes.isEmpty {
                 do {
@@ -330,6 +335,21 @@ final class Dispatcher: @unchecked Sendable {
         lock.broadcast()
         let producers = [producer] + retiredProducers
         lock.unlock()
+        workerDone.wait()
+        for case let transactional as TransactionalProducer in producers { transactional.stop() }
+    }
+
+    /// This instance lost its leadership: another streams from the slot and owns the shared state now.
+    /// Nothing more goes to Kafka from here — what the producers hold is dropped (the new leader sends
+    /// it again from the slot and the state it keeps) — and the worker ends without writing.
+    func abandon() {
+        abandoned.store(true, ordering: .relaxed)
+        lock.lock()
+        stopping = true
+        lock.broadcast()
+        let producers = [producer] + retiredProducers
+        lock.unlock()
+        for producer in producers { producer.purge() }
         workerDone.wait()
         for case let transactional as TransactionalProducer in producers { transactional.stop() }
     }

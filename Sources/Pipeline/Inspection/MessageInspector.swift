@@ -285,6 +285,8 @@ struct RateSamples {
 /// Where the console finds the running pipeline's inspector once it exists.
 public final class InspectorSlot: Sendable {
     private let slot = Mutex<MessageInspector?>(nil)
+    /// Leader or standby (a standby has no inspector: it does not stream).
+    public let ha = HAStatus()
     public init() {}
     public var inspector: MessageInspector? { slot.withLock { $0 } }
     public func set(_ inspector: MessageInspector?) { slot.withLock { $0 = inspector } }

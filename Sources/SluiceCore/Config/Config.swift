@@ -1,7 +1,12 @@
 /// The whole `sluice.yml`, validated.
 public struct SluiceConfig: Sendable {
     public var database: DatabaseConfig
+    /// `state.path`: the SQLite state file (`state.store: sqlite`); spill files go next to it in every mode.
     public var statePath: String
+    /// `state.store`: where parked messages, delivered and cancelled ones and backfills are kept.
+    public var stateStore: StateStoreConfig = .sqlite
+    /// `ha`: leader election among instances of one slot (with `state.store: postgres`).
+    public var ha = HAConfig()
     public var console: ConsoleConfig?
     /// Declared once at the top level; sinks refer to them by name.
     public var functions: [FunctionConfig] = []

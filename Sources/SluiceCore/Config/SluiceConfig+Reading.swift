@@ -1,5 +1,5 @@
 extension SluiceConfig {
-    static let fieldNames = ["database", "state", "console", "functions", "sinks", "log_format"]
+    static let fieldNames = ["database", "state", "ha", "console", "functions", "sinks", "log_format"]
 
     /// Reads the whole file: every section, then the rules between sections (unique sink names,
     /// sink tables within the publication). Nil when a section it cannot do without is unusable.
@@ -9,9 +9,12 @@ extension SluiceConfig {
         if fields["database"] == nil { reader.report(.missingField, at: "database", "is required") }
 
         var statePath = "./sluice-state.sqlite"
-        if let state = fields["state"], let stateFields = reader.fields(state, at: "state", allowed: ["path"]) {
+        var store = StateStoreConfig.sqlite
+        if let state = fields["state"], let stateFields = reader.fields(state, at: "state", allowed: ["path", "store", "url", "schema"]) {
             statePath = reader.string("path", in: stateFields) ?? statePath
+            store = StateStoreConfig(reading: stateFields, database: database, reader: &reader)
         }
+        let ha = HAConfig(reading: fields, store: store, reader: &reader)
         let console = fields["console"].flatMap { ConsoleConfig(reading: $0, at: "console", reader: &reader) }
         let functions = fields["functions"].map { DeclaredFunctions(reading: $0, at: "functions", reader: &reader) } ?? DeclaredFunctions()
 
@@ -39,6 +42,8 @@ extension SluiceConfig {
         guard let database else { return nil }
         self.init(database: database, statePath: statePath, console: console, functions: functions.declared, sinks: sinks)
         self.logFormat = logFormat
+        self.stateStore = store
+        self.ha = ha
     }
 
     static func checkSinkNames(_ sinks: [SinkConfig], reader: inout ConfigReader) {

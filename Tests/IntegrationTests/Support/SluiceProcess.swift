@@ -8,8 +8,10 @@ final class SluiceProcess {
     let logURL: URL
     let configURL: URL
 
-    /// Writes `config` to a temp file and runs `sluice run --config FILE`.
-    init(_ environment: TestEnvironment, config: String, arguments: [String] = ["run"], extraEnvironment: [String: String] = [:]) throws {
+    /// Writes `config` to a temp file and runs `sluice run --config FILE`; with a `wrapper` (such as
+    /// `ip netns exec NAME`), runs it through that command.
+    init(_ environment: TestEnvironment, config: String, arguments: [String] = ["run"], extraEnvironment: [String: String] = [:],
+         wrapper: [String] = []) throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("sluice"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         configURL = directory.appendingPathComponent("sluice.yml")
@@ -17,8 +19,9 @@ final class SluiceProcess {
         try config.write(to: configURL, atomically: true, encoding: .utf8)
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: logURL)
-        process.executableURL = URL(fileURLWithPath: environment.sluiceBinary)
-        process.arguments = arguments + ["--config", configURL.path]
+        let command = wrapper + [environment.sluiceBinary] + arguments + ["--config", configURL.path]
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
