@@ -12,7 +12,7 @@
 #   sluice_start_broker
 #
 # Functions:
-#   sluice_install_deps    apt packages (libpq, librdkafka, kcat, socat,
+#   sluice_install_deps    apt packages (libpq, librdkafka, kcat, socat, iproute2,
 #                          postgresql-15, pkg-config, libsqlite3-dev, liblua5.4-dev,
 #                          chromium) + .venv with noida-db and playwright
 #   sluice_free_port       print a free TCP port on 127.0.0.1
@@ -84,6 +84,7 @@ sluice_install_deps() {
     [ -f /usr/include/librdkafka/rdkafka.h ] || missing+=("rdkafka.h (librdkafka-dev)")
     command -v kcat       >/dev/null 2>&1 || missing+=("kcat")
     command -v socat      >/dev/null 2>&1 || missing+=("socat")
+    [ -x /usr/sbin/ip ]                    || missing+=("ip (iproute2: the HA partition test's network namespaces)")
     command -v curl       >/dev/null 2>&1 || missing+=("curl")
     command -v openssl    >/dev/null 2>&1 || missing+=("openssl")
     [ -x "$SLUICE_PG_BIN/initdb" ]         || missing+=("initdb (postgresql-15)")
@@ -96,7 +97,7 @@ sluice_install_deps() {
         _sluice_log "missing: ${missing[*]} — installing apt packages"
         _sluice_as_root apt-get update -q || return 1
         _sluice_as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -q libpq-dev librdkafka-dev kcat socat \
+            apt-get install -y -q libpq-dev librdkafka-dev kcat socat iproute2 \
             postgresql-15 pkg-config libsqlite3-dev curl openssl liblua5.4-dev chromium || return 1
     fi
 
