@@ -63,6 +63,14 @@ struct HighAvailabilityTests {
             instances.append(fresh)
             #expect(fresh.waitForRole("standby", timeout: 10), "a restarted instance stands by; log:\n\(fresh.log)")
         }
+        // Each takeover counts on the instance that took over; the leader gauge is 1 there, 0 on the standby.
+        let last = try #require(leader(of: instances))
+        let standby = try #require(instances.first { $0 !== last })
+        let metrics = try last.console.metrics()
+        #expect(metrics.value("sluice_takeovers_total", [:]) ?? 0 >= 1, "\(metrics)")
+        #expect(metrics.value("sluice_leader", ["instance": last.name]) == 1)
+        #expect(try standby.console.metrics().value("sluice_leader", ["instance": standby.name]) == 0)
+
         let events = try writer.stop()
         let expected = events.count
         _ = try? topic.waitForMessages(expected, timeout: 90)
