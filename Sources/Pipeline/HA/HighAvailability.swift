@@ -32,6 +32,7 @@ struct HighAvailability {
         var lastError = ""
         while !Task.isShuttingDownGracefully {
             let attempt: LeaderElection.Attempt
+            let attemptedAt = LeaseKeeper.now()
             do {
                 attempt = try election.attempt()
                 lastError = ""
@@ -58,7 +59,7 @@ struct HighAvailability {
                 logger.notice("leading the slot", metadata: ["slot": "\(slot)", "term": "\(term)", "previous": "\(previous ?? "none")"])
                 status.leading(instance: instance, term: term, expiresAt: expiresAt, previous: previous)
                 store.access = .leader(term: term)
-                let keeper = LeaseKeeper(election: election, status: status, logger: logger)
+                let keeper = LeaseKeeper(election: election, claimedAt: attemptedAt, status: status, logger: logger)
                 let end: SluiceService.TermEnd
                 do {
                     end = try await service.lead(store: store, lease: keeper)

@@ -12,10 +12,11 @@ final class LeaseKeeper: Sendable {
     private let done = DispatchSemaphore(value: 0)
     private let margin: Double
 
-    init(election: LeaderElection, status: HAStatus, logger: Logger) {
+    /// `claimedAt`: when the claim that won the lease was sent (`LeaseKeeper.now()`): the lease runs from then.
+    init(election: LeaderElection, claimedAt: Double, status: HAStatus, logger: Logger) {
         let lease = election.lease
         margin = min(1, lease / 10)
-        validUntil = Mutex(Self.now() + lease)
+        validUntil = Mutex(claimedAt + lease)
         let thread = Thread { [self] in
             defer { done.signal() }
             var lastFailure = ""
