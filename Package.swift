@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "Functions", dependencies: ["SluiceCore", "CLua"]),
         .target(
             name: "Ledger",
-            dependencies: ["SluiceCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["SluiceCore", "PostgresSource", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(
             name: "Pipeline",

@@ -57,6 +57,13 @@ public protocol StateStore: AnyObject, Sendable {
 
     /// One line for the operator when a write failed: where, why, and what to do.
     func explainWriteFailure(_ error: Error, needing bytes: Int, for purpose: String) -> String
+
+    // Copying between stores (`sluice state copy`)
+    /// Everything the store holds (the PostgreSQL store: of its slot), read at one moment.
+    func snapshot() throws -> StateSnapshot
+    /// Writes a snapshot in one transaction, keeping positions and timestamps; throws, naming the table, when
+    /// this store already holds parked messages or backfills.
+    func restore(_ snapshot: StateSnapshot) throws
 }
 
 /// How much of each kind the state keeps.
@@ -92,4 +99,42 @@ extension StateStore {
     public func recentBodies(sink: String) throws -> [[UInt8]] { try recentBodies(sink: sink, limit: StateLimits.recentBodiesKept) }
     public func cancelled(sink: String) throws -> [CancelledMessage] { try cancelled(sink: sink, limit: 1_000) }
     public func backfills() throws -> [BackfillRecord] { try backfills(sink: nil) }
+}
+
+/// Why a store refused a write or could not open: a code to match on and a sentence for the operator.
+public struct StateStoreError: Error, CustomStringConvertible, Sendable {
+    public enum Code: Sendable, Equatable {
+        /// This instance may not write the shared state (a standby, or a leader whose term ended).
+        case notLeader
+        /// `state.schema` is not a name the store can use.
+        case invalidSchema
+        /// `restore` found state already there.
+        case notEmpty
+        /// The store's database cannot be reached or refused to open the state.
+        case unavailable
+        /// The database answered with something the store cannot read.
+        case unreadable
+    }
+
+    public var code: Code
+    public var message: String
+    public var description: String { message }
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// A write by an instance that is not the leader; `detail` says why it is not (standby, term ended).
+    public static func notLeader(_ detail: String) -> StateStoreError {
+        StateStoreError(.notLeader, "this instance is not the leader (\(detail)); it does not write the shared state")
+    }
+
+    public var isNotLeader: Bool { code == .notLeader }
+
+    /// `restore` into a store whose `table` already holds `count` rows.
+    static func notEmpty(_ location: String, table: String, count: Int) -> StateStoreError {
+        StateStoreError(.notEmpty, "cannot restore into \(location): its table \(table) already holds \(count) row(s) — "
+                            + "copy into a store without parked messages or backfills (a new state file, another schema)")
+    }
 }

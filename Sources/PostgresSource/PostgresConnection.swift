@@ -158,3 +158,61 @@ public final class PostgresConnection {
         return String(text)
     }
 }
+
+// MARK: - Binary parameters
+
+/// A statement parameter: text (the server reads it as the parameter's type), bytes (sent as bytea in
+/// binary, so a 100 MB value is not doubled into hex on the way in), or NULL.
+public enum PostgresParameter: Sendable, Equatable {
+    case text(String)
+    case binary([UInt8])
+    case null
+
+    /// Text, or NULL for nil.
+    public init(_ text: String?) { self = text.map { .text($0) } ?? .null }
+    /// Bytes, or NULL for nil.
+    public init(_ bytes: [UInt8]?) { self = bytes.map { .binary($0) } ?? .null }
+}
+
+extension PostgresConnection {
+    /// Runs a statement with parameters ($1, $2, …) that may be bytes; results come back as text as with
+    /// `query(_:_:)` (bytea as `\x…` hex).
+    @discardableResult
+    public func query(_ sql: String, values: [PostgresParameter]) throws(PostgresError) -> QueryResult {
+        for case .binary(let bytes) in values where bytes.count > Int32.max {
+            throw PostgresError(.query, "a value of \(bytes.count) bytes is larger than PostgreSQL takes (1 GB)")
+        }
+        let types: [Oid] = values.map { if case .binary = $0 { 17 } else { 0 } }  // 17: bytea
+        let lengths: [Int32] = values.map { if case .binary(let bytes) = $0 { Int32(bytes.count) } else { 0 } }
+        let formats: [Int32] = values.map { if case .binary = $0 { 1 } else { 0 } }
+        // Text is copied (it is small); bytes are lent in place, each for the length of the call.
+        let copies: [UnsafeMutablePointer<CChar>?] = values.map { if case .text(let text) = $0 { strdup(text) } else { nil } }
+        defer { copies.forEach { free($0) } }
+        let binary = values.indices.filter { if case .binary = values[$0] { true } else { false } }
+        let result = Self.lendingBytes(of: values, at: binary[...], to: copies.map { $0.map { UnsafePointer($0) } }) { pointers in
+            PQexecParams(handle, sql, Int32(values.count), types, pointers, lengths, formats, 0)
+        }
+        return try collect(result, sql: sql)
+    }
+
+    /// Calls `body` with `pointers` completed by a pointer to the bytes of each binary parameter at `indices`
+    /// (one nested borrow per binary parameter: statements have few).
+    private static func lendingBytes<R>(of values: [PostgresParameter], at indices: ArraySlice<Int>,
+                                        to pointers: [UnsafePointer<CChar>?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+        guard let index = indices.first, case .binary(let bytes) = values[index] else { return body(pointers) }
+        var pointers = pointers
+        guard !bytes.isEmpty else {
+            // An empty value still needs a pointer: NULL would mean SQL NULL.
+            return "".withCString { empty in
+                pointers[index] = empty
+                return lendingBytes(of: values, at: indices.dropFirst(), to: pointers, body)
+            }
+        }
+        return bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { chars in
+                pointers[index] = chars.baseAddress
+                return lendingBytes(of: values, at: indices.dropFirst(), to: pointers, body)
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+import Foundation
+import PostgresSource
+import SluiceCore
+
+/// Parked, delivered and cancelled messages, attempt errors and recent bodies: the same semantics as the
+/// SQLite file, each row scoped by the slot.
+extension PostgresStateStore {
+    static let parkedColumns = """
+        sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, value, deliver_count, last_error, parked_at,
+        last_attempt_at
+        """
+    static let deliveredColumns = """
+        sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, partition, kafka_offset, deliver_count,
+        delivered_at, action, record_pks
+        """
+    static let cancelledColumns = """
+        sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, reason, error, cancelled_at, action,
+        record_pks, deliver_count, value
+        """
+    /// `AND commit_lsn = $3 AND commit_idx = $4` after `slot = $1 AND sink = $2`.
+    static let atPosition = "slot = $1 AND sink = $2 AND commit_lsn = $3 AND commit_idx = $4"
+
+    // MARK: - Parked
+
+    public func apply(park messages: [ParkedMessage], unpark positions: [MessagePosition],
+                      attempts: [(position: MessagePosition, deliverCount: Int, error: String)], sink: String) throws {
+        guard !messages.isEmpty || !positions.isEmpty || !attempts.isEmpty else { return }
+        try write { connection in
+            let now = Date()
+            for message in messages {
+                let inserted = try connection.query("""
+                    INSERT INTO \(table("parked")) (slot, \(Self.parkedColumns))
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING 1
+                    """, values: [.text(slot)] + Self.values(message))
+                if let error = message.lastError, !inserted.rows.isEmpty {
+                    try recordError(connection, sink: message.sink, position: message.position, at: now, error: error)
+                }
+            }
+            for position in positions {
+                try connection.query("DELETE FROM \(table("parked")) WHERE \(Self.atPosition)", values: key(sink, position))
+            }
+            for attempt in attempts {
+                try connection.query("""
+                    UPDATE \(table("parked")) SET deliver_count = $5, last_error = $6, last_attempt_at = $7 WHERE \(Self.atPosition)
+                    """, values: key(sink, attempt.position) + [.int(attempt.deliverCount), .text(attempt.error), .time(now)])
+                try recordError(connection, sink: sink, position: attempt.position, at: now, error: attempt.error)
+            }
+            // At most 20 errors per message.
+            for attempt in attempts where attempt.deliverCount > StateLimits.errorsKept {
+                try connection.query("""
+                    DELETE FROM \(table("attempt_error")) WHERE \(Self.atPosition) AND id <= (
+                      SELECT id FROM \(table("attempt_error")) WHERE \(Self.atPosition) ORDER BY id DESC LIMIT 1 OFFSET $5)
+                    """, values: key(sink, attempt.position) + [.int(StateLimits.errorsKept)])
+            }
+        }
+    }
+
+    func recordError(_ connection: PostgresConnection, sink: String, position: MessagePosition, at: Date, error: String) throws {
+        try connection.query("""
+            INSERT INTO \(table("attempt_error")) (slot, sink, commit_lsn, commit_idx, at, error) VALUES ($1, $2, $3, $4, $5, $6)
+            """, values: key(sink, position) + [.time(at), .text(error)])
+    }
+
+    public func parkedGroups(sink: String) throws -> [String: Int] {
+        let rows = try read { connection in
+            try connection.query("SELECT group_key, count(*) AS n FROM \(table("parked")) WHERE slot = $1 AND sink = $2 GROUP BY group_key",
+                                 [slot, sink])
+        }.stateRows
+        var groups: [String: Int] = [:]
+        for row in rows { groups[try row.text("group_key")] = try row.int("n") }
+        return groups
+    }
+
+    public func firstParked(sink: String, group: String) throws -> ParkedMessage? {
+        try read { connection in
+            try connection.query("""
+                SELECT \(Self.parkedColumns) FROM \(table("parked")) WHERE slot = $1 AND sink = $2 AND group_key = $3
+                ORDER BY commit_lsn, commit_idx LIMIT 1
+                """, [slot, sink, group])
+        }.stateRows.first.map { try $0.parked() }
+    }
+
+    public func parked(sink: String, limit: Int) throws -> [ParkedMessage] {
+        try read { connection in
+            try connection.query("""
+                SELECT \(Self.parkedColumns) FROM \(table("parked")) WHERE slot = $1 AND sink = $2
+                ORDER BY commit_lsn, commit_idx LIMIT $3
+                """, [slot, sink, String(limit)])
+        }.stateRows.map { try $0.parked() }
+    }
+
+    public func parkedCount(sink: String) throws -> Int {
+        try count("parked", sink: sink)
+    }
+
+    public func parkedMessage(sink: String, position: MessagePosition) throws -> ParkedMessage? {
+        try read { connection in
+            try connection.query("SELECT \(Self.parkedColumns) FROM \(table("parked")) WHERE \(Self.atPosition)",
+                                 values: key(sink, position))
+        }.stateRows.first.map { try $0.parked() }
+    }
+
+    public func attemptErrors(sink: String, position: MessagePosition) throws -> [(at: Date, error: String)] {
+        try read { connection in
+            try connection.query("""
+                SELECT at, error FROM \(table("attempt_error")) WHERE \(Self.atPosition) ORDER BY id DESC LIMIT $5
+                """, values: key(sink, position) + [.int(StateLimits.errorsKept)])
+        }.stateRows.map { (try $0.date("at"), try $0.text("error")) }
+    }
+
+    public func cancelParked(sink: String, position: MessagePosition, reason: String, action: String?,
+                             recordPKs: [String]) throws -> CancelledMessage? {
+        try write { connection in
+            let removed = try connection.query("DELETE FROM \(table("parked")) WHERE \(Self.atPosition) RETURNING \(Self.parkedColumns)",
+                                               values: key(sink, position))
+            guard let parked = try removed.stateRows.first?.parked() else { return nil }
+            let cancelled = CancelledMessage(
+                sink: sink, group: parked.group, position: position, table: parked.table, topic: parked.topic,
+                key: parked.key.map { String(decoding: $0, as: UTF8.self) }, size: parked.value.count, reason: reason,
+                error: parked.lastError ?? "", action: action, recordPKs: recordPKs, deliverCount: parked.deliverCount,
+                value: parked.value)
+            try insertCancelled(connection, cancelled)
+            return cancelled
+        }
+    }
+
+    // MARK: - Delivered
+
+    public func recordDelivered(_ messages: [DeliveredMessage]) throws {
+        guard !messages.isEmpty else { return }
+        try write { connection in try insertDelivered(connection, messages.suffix(StateLimits.deliveredKept)) }
+    }
+
+    /// Inserts delivered messages (many to a statement), then keeps the newest 1,000 of each of their sinks.
+    func insertDelivered(_ connection: PostgresConnection, _ messages: ArraySlice<DeliveredMessage>) throws {
+        var start = messages.startIndex
+        while start < messages.endIndex {
+            let end = min(start + 500, messages.endIndex)
+            var values: [PostgresParameter] = []
+            var rows: [String] = []
+            for message in messages[start..<end] {
+                let row: [PostgresParameter] = [
+                    .text(slot), .text(message.sink), .text(message.group), .lsn(message.position), .int(message.position.commitIndex),
+                    .text(message.table), .text(message.topic), PostgresParameter(message.key), .int(message.size),
+                    .int(Int(message.partition)), .text(String(message.offset)), .int(message.deliverCount),
+                    .time(message.deliveredAt), PostgresParameter(message.action), .text(Self.encodeList(message.recordPKs)),
+                ]
+                rows.append("(" + (values.count + 1...values.count + row.count).map { "$\($0)" }.joined(separator: ", ") + ")")
+                values += row
+            }
+            try connection.query("INSERT INTO \(table("delivered")) (slot, \(Self.deliveredColumns)) VALUES \(rows.joined(separator: ", "))",
+                                 values: values)
+            start = end
+        }
+        for sink in Set(messages.map(\.sink)) {
+            try connection.query("""
+                DELETE FROM \(table("delivered")) WHERE slot = $1 AND sink = $2 AND id <= (
+                  SELECT id FROM \(table("delivered")) WHERE slot = $1 AND sink = $2 ORDER BY id DESC LIMIT 1 OFFSET $3)
+                """, [slot, sink, String(StateLimits.deliveredKept)])
+        }
+    }
+
+    public func recentlyDelivered(sink: String, limit: Int) throws -> [DeliveredMessage] {
+        try read { connection in
+            try connection.query("""
+                SELECT \(Self.deliveredColumns) FROM \(table("delivered")) WHERE slot = $1 AND sink = $2 ORDER BY id DESC LIMIT $3
+                """, [slot, sink, String(limit)])
+        }.stateRows.map { try $0.delivered() }
+    }
+
+    public func deliveredMessage(sink: String, position: MessagePosition) throws -> DeliveredMessage? {
+        try read { connection in
+            try connection.query("""
+                SELECT \(Self.deliveredColumns) FROM \(table("delivered")) WHERE \(Self.atPosition) ORDER BY id DESC LIMIT 1
+                """, values: key(sink, position))
+        }.stateRows.first.map { try $0.delivered() }
+    }
+
+    // MARK: - Recent bodies
+
+    public func replaceRecentBodies(sink: String, _ bodies: [[UInt8]]) throws {
+        try write { connection in try insertRecentBodies(connection, sink: sink, bodies) }
+    }
+
+    func insertRecentBodies(_ connection: PostgresConnection, sink: String, _ bodies: [[UInt8]]) throws {
+        try connection.query("DELETE FROM \(table("recent_body")) WHERE slot = $1 AND sink = $2", [slot, sink])
+        for body in bodies.suffix(StateLimits.recentBodiesKept) {
+            try connection.query("INSERT INTO \(table("recent_body")) (slot, sink, value) VALUES ($1, $2, $3)",
+                                 values: [.text(slot), .text(sink), .binary(body)])
+        }
+    }
+
+    public func recentBodies(sink: String, limit: Int) throws -> [[UInt8]] {
+        try read { connection in
+            try connection.query("SELECT value FROM \(table("recent_body")) WHERE slot = $1 AND sink = $2 ORDER BY id DESC LIMIT $3",
+                                 [slot, sink, String(limit)])
+        }.stateRows.map { try $0.bytes("value") }
+    }
+
+    // MARK: - Cancelled
+
+    public func recordCancelled(_ message: CancelledMessage) throws {
+        try write { connection in try insertCancelled(connection, message) }
+    }
+
+    func insertCancelled(_ connection: PostgresConnection, _ message: CancelledMessage) throws {
+        try connection.query("""
+            INSERT INTO \(table("cancelled")) (slot, \(Self.cancelledColumns))
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+            """, values: [
+                .text(slot), .text(message.sink), .text(message.group), .lsn(message.position), .int(message.position.commitIndex),
+                .text(message.table), .text(message.topic), PostgresParameter(message.key), .int(message.size),
+                .text(message.reason), .text(message.error), .time(message.cancelledAt), PostgresParameter(message.action),
+                .text(Self.encodeList(message.recordPKs)), .int(message.deliverCount), PostgresParameter(message.value),
+            ])
+    }
+
+    public func cancelled(sink: String, limit: Int) throws -> [CancelledMessage] {
+        try read { connection in
+            try connection.query("""
+                SELECT \(Self.cancelledColumns) FROM \(table("cancelled")) WHERE slot = $1 AND sink = $2 ORDER BY id DESC LIMIT $3
+                """, [slot, sink, String(limit)])
+        }.stateRows.map { try $0.cancelled() }
+    }
+
+    public func cancelledMessage(sink: String, position: MessagePosition) throws -> CancelledMessage? {
+        try read { connection in
+            try connection.query("""
+                SELECT \(Self.cancelledColumns) FROM \(table("cancelled")) WHERE \(Self.atPosition) ORDER BY id DESC LIMIT 1
+                """, values: key(sink, position))
+        }.stateRows.first.map { try $0.cancelled() }
+    }
+
+    public func cancelledCount(sink: String) throws -> Int {
+        try count("cancelled", sink: sink)
+    }
+
+    // MARK: - Parameters
+
+    /// $1…$4 of `atPosition`.
+    func key(_ sink: String, _ position: MessagePosition) -> [PostgresParameter] {
+        [.text(slot), .text(sink), .lsn(position), .int(position.commitIndex)]
+    }
+
+    /// A parked message's columns, in `parkedColumns` order.
+    static func values(_ message: ParkedMessage) -> [PostgresParameter] {
+        [.text(message.sink), .text(message.group), .lsn(message.position), .int(message.position.commitIndex),
+         .text(message.table), .text(message.topic), PostgresParameter(message.key), .binary(message.value),
+         .int(message.deliverCount), PostgresParameter(message.lastError), .time(message.parkedAt),
+         message.lastAttemptAt.map { .time($0) } ?? .null]
+    }
+
+    func count(_ name: String, sink: String) throws -> Int {
+        let result = try read { connection in
+            try connection.query("SELECT count(*) AS n FROM \(table(name)) WHERE slot = $1 AND sink = $2", [slot, sink])
+        }
+        return try result.stateRows.first?.int("n") ?? 0
+    }
+
+    static func encodeList(_ values: [String]) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: values)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+}
+
+extension PostgresParameter {
+    static func int(_ value: Int) -> PostgresParameter { .text(String(value)) }
+    /// A position's LSN as the bigint the tables hold (its bit pattern, as in the SQLite file).
+    static func lsn(_ position: MessagePosition) -> PostgresParameter { .text(String(Int64(bitPattern: position.commitLSN.rawValue))) }
+    /// Seconds since 1970 as `double precision`: the shortest text that reads back as the same Double.
+    static func time(_ date: Date) -> PostgresParameter { .text(String(date.timeIntervalSince1970)) }
+}
