@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KafkaSink
 import Console
+import Ledger
 import Logging
 import Metrics
 import Pipeline
@@ -166,6 +167,13 @@ struct Check: AsyncParsableCommand {
         } catch {
             problems.append("database: \(error)")
         }
+        if case .postgres(let parameters, let schema) = config.stateStore {
+            do {
+                report.append(try Self.checkStateStore(parameters: parameters, schema: schema, slot: config.database.slotName))
+            } catch {
+                problems.append("state: \(error) — check state.url (or the database connection) and that the user may create schema \(schema)")
+            }
+        }
 
         var silent = Logger(label: "sluice-check")
         silent.logLevel = .critical
@@ -201,6 +209,23 @@ struct Check: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print("configuration is valid")
+    }
+
+    /// The shared state store opens (its schema and tables are created or migrated), and who leads the slot.
+    static func checkStateStore(parameters: [(String, String)], schema: String, slot: String) throws -> String {
+        let store = try PostgresStateStore(parameters: parameters, schema: schema, slot: slot, applicationName: "sluice-check",
+                                           access: .standby)
+        let connection = try PostgresConnection(parameters: parameters, applicationName: "sluice-check")
+        let lease = try connection.query("""
+            SELECT instance, term, expires_at > clock_timestamp() AS live, expires_at FROM \(PostgresConnection.quoteIdentifier(schema)).leader
+            WHERE slot = $1
+            """, [slot])
+        let leader = if let instance = lease.value("instance"), lease.value("live") == "t" {
+            "instance \(instance) leads the slot (term \(lease.value("term") ?? "?"), lease until \(lease.value("expires_at") ?? "?"))"
+        } else {
+            "no instance leads the slot now"
+        }
+        return "state: \(store.location) is ready; \(leader)"
     }
 
     /// Whether the brokers give a transactional producer an id (InitProducerId). Asked under a

@@ -46,6 +46,31 @@ struct CheckCommandTests {
         #expect(sluice.stop() == 0)
     }
 
+    @Test func theSharedStateStoreIsCreatedAndItsLeaderNamed() throws {
+        let fixture = try Fixture()
+        try fixture.database.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
+        let schema = TestEnvironment.uniqueName("checked")
+        let config = fixture.config(tables: ["public.orders"], sinks: [.init(name: "orders", topic: fixture.topic())])
+            .replacingOccurrences(of: "state: { path: \(fixture.statePath) }",
+                                  with: "state: { path: \(fixture.statePath), store: postgres, schema: \(schema) }")
+        let result = try check(fixture.environment, config: config)
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect(result.stdout.contains("ok: state: PostgreSQL schema \(schema) (slot \(fixture.slot)) is ready; no instance leads the slot now"),
+                "\(result.stdout)")
+        #expect(try fixture.database.execute("SELECT count(*) FROM \(schema).schema_migrations").value("count") == "1")
+
+        let sluice = try fixture.startSluice(config: config)
+        let leading = try check(fixture.environment, config: config)
+        #expect(leading.stdout.contains("leads the slot (term 1, lease until"), "\(leading.stdout)")
+        #expect(sluice.stop() == 0)
+
+        let unreachable = try check(fixture.environment, config: config.replacingOccurrences(
+            of: "store: postgres,", with: "store: postgres, url: \"postgres://nobody:hunter2@127.0.0.1:1/x\","))
+        #expect(unreachable.status == 1)
+        #expect(unreachable.stderr.contains("state: ") && unreachable.stderr.contains("check state.url"), "\(unreachable.stderr)")
+        #expect(!unreachable.stderr.contains("hunter2"))
+    }
+
     @Test func invalidFieldsAreNamedOnePerLine() throws {
         let environment = try TestEnvironment.current()
         let result = try check(environment, config: """
