@@ -57,6 +57,8 @@ struct HAPartitionTests {
         /// Takes a link down: packets stop both ways, nothing is reset (a partition, not a refusal).
         func cut(_ service: String) throws { try Self.ip(["link", "set", links[service]!, "down"]) }
 
+        func restore(_ service: String) throws { try Self.ip(["link", "set", links[service]!, "up"]) }
+
         func isUp(_ service: String) throws -> Bool {
             try runCommand("/usr/sbin/ip", ["-o", "link", "show", links[service]!]).stdout.contains("state UP")
         }
@@ -103,9 +105,17 @@ struct HAPartitionTests {
         let tookOver = Date().timeIntervalSince(cutAt)
         #expect(eventually(timeout: HighAvailabilityTests.leaseSeconds + 2) { a.log.contains("lost the lease") },
                 "a stopped within its lease; log:\n\(a.log)")
-        let aLog = a.log
         #expect(a.process.process.isRunning, "a keeps running, as a standby waiting for PostgreSQL")
         #expect(try cluster.leaseRow()?.instance == "b")
+
+        // The link comes back: a stands by behind b and does not take the slot back.
+        try namespace.restore("postgres")
+        #expect(eventually(timeout: 30) { a.log.contains("stepped down") && a.log.contains("leader=b") },
+                "a stands by behind b once PostgreSQL answers again; log:\n\(a.log)")
+        let aLog = a.log
+        Thread.sleep(forTimeInterval: HighAvailabilityTests.leaseSeconds * 2)
+        let holder = try cluster.leaseRow()?.instance
+        #expect(b.role == "leader" && holder == "b")
 
         let events = try writer.stop()
         _ = try? topic.waitForMessages(events.count, timeout: 90)
