@@ -244,6 +244,28 @@ import Testing
         #expect(machine.commitSucceeded(now: Self.start).release.isEmpty)
     }
 
+    /// Until an abort succeeds the Kafka transaction is still open: a failed abort (retriable or not, but not
+    /// fatal) is called again after a backoff, and nothing begins or is produced before it succeeds.
+    @Test(arguments: [true, false])
+    func anAbortThatFailsIsCalledAgainBeforeTheTransactionRunsAgain(retriable: Bool) {
+        var machine = Machine(maxMessages: 100, committedPosition: nil, jitter: { 0 })
+        for token: UInt in 1...2 { Self.hand(&machine, token, index: Int(token)) }
+        _ = machine.transactionEnded(now: Self.start)
+        #expect(machine.commitFailed(Self.abortable, now: Self.start).abort)
+        let error = KafkaTransactionError(error: KafkaError(code: KafkaCode.requestTimedOut), isRetriable: retriable)
+        let failed = machine.abortFinished(now: Self.start, error: error)
+        #expect(!failed.begin && failed.produce.isEmpty && failed.aborted == nil, "not aborted yet")
+        #expect(failed.wakeAt == Self.start.addingTimeInterval(1) && machine.phase == .aborting)
+        let early = machine.tick(now: Self.start.addingTimeInterval(0.5))
+        #expect(!early.abort && !early.begin && early.wakeAt == Self.start.addingTimeInterval(1))
+        let again = machine.tick(now: Self.start.addingTimeInterval(1))
+        #expect(again.abort && !again.begin && again.produce.isEmpty, "the abort is called again, nothing begins")
+        let aborted = machine.abortFinished(now: Self.start.addingTimeInterval(1))
+        #expect(aborted.aborted != nil && aborted.wakeAt == Self.start.addingTimeInterval(3), "then the usual backoff, doubled")
+        let rerun = machine.tick(now: Self.start.addingTimeInterval(3))
+        #expect(rerun.begin && rerun.produce.map(\.token) == [1, 2])
+    }
+
     @Test func aCommitThatMayBeRetriedIsCalledAgainWithoutAnAbort() {
         var machine = Machine(maxMessages: 100, committedPosition: nil, jitter: { 0 })
         Self.hand(&machine, 1)

@@ -125,6 +125,9 @@ struct TransactionStateMachine {
     private(set) var lastError: KafkaError?
     /// A commit that failed in a way that allows calling it again, at this time.
     private(set) var commitAgainAt: Date?
+    /// An abort that failed without a fatal error is called again at this time (the transaction stays open
+    /// in Kafka until an abort succeeds, so nothing may begin before).
+    private(set) var abortAgainAt: Date?
     /// The committing transaction's offsets record was acknowledged (or failed).
     private(set) var offsetsReported = false
     /// Commit was called on the committing transaction.
@@ -308,13 +311,15 @@ struct TransactionStateMachine {
             actions.stopped = error
             return actions
         }
-        if let error, !error.isRetriable {
-            // Neither done nor fatal: try the abort again later.
+        if let error {
+            // Neither done nor fatal (a timeout, a broker away): the same abort is called again after a backoff.
             lastError = error.error
-            phase = .waiting(until: now.addingTimeInterval(Backoff.seconds(attempt: attempt + 1, jitter: jitter())))
             attempt += 1
+            abortAgainAt = now.addingTimeInterval(Backoff.seconds(attempt: attempt, jitter: jitter()))
+            actions.wakeAt = abortAgainAt
             return actions
         }
+        abortAgainAt = nil
         actions.aborted = lastError
         // Messages Kafka refused as too large leave; the rest run again.
         var refusedAny = false
@@ -367,10 +372,13 @@ struct TransactionStateMachine {
         case .committing where commitAgainAt.map { now >= $0 } == true:
             commitAgainAt = nil
             actions.callCommit = true
+        case .aborting where abortAgainAt.map { now >= $0 } == true:
+            abortAgainAt = nil
+            actions.abort = true
         case .open:
             commitIfReady(now: now, &actions)
         default:
-            if let at = commitAgainAt { actions.wakeAt = at }
+            if let at = commitAgainAt ?? abortAgainAt { actions.wakeAt = at }
             if case .waiting(let until) = phase { actions.wakeAt = until }
         }
         return actions
