@@ -101,10 +101,16 @@ struct HAPartitionTests {
         try namespace.cut("postgres")
         let cutAt = Date()
         #expect(try !namespace.isUp("postgres"), "the link to PostgreSQL is down")
-        #expect(b.waitForRole("leader", timeout: HighAvailabilityTests.leaseSeconds + 5), "b took over; log:\n\(b.log)")
-        let tookOver = Date().timeIntervalSince(cutAt)
-        #expect(eventually(timeout: HighAvailabilityTests.leaseSeconds + 2) { a.log.contains("lost the lease") },
-                "a stopped within its lease; log:\n\(a.log)")
+        // Both from the cut: when a stopped sending (its log) and when b led (its status).
+        var stopped: Double?, tookOver: Double?
+        _ = eventually(timeout: HighAvailabilityTests.leaseSeconds + 5, every: 0.05) {
+            if stopped == nil, a.log.contains("lost the lease") { stopped = Date().timeIntervalSince(cutAt) }
+            if tookOver == nil, b.role == "leader" { tookOver = Date().timeIntervalSince(cutAt) }
+            return stopped != nil && tookOver != nil
+        }
+        let lease = HighAvailabilityTests.leaseSeconds
+        #expect(tookOver.map { $0 <= lease + 5 } == true, "b took over within lease + 5 s (\(tookOver ?? -1)); log:\n\(b.log)")
+        #expect(stopped.map { $0 <= lease + 0.2 } == true, "a stopped sending within its lease (\(stopped ?? -1)); log:\n\(a.log)")
         #expect(a.process.process.isRunning, "a keeps running, as a standby waiting for PostgreSQL")
         #expect(try cluster.leaseRow()?.instance == "b")
 
@@ -123,6 +129,6 @@ struct HAPartitionTests {
         #expect(check.missing.isEmpty, "\(check.missing.count) of \(events.count) missing")
         #expect(check.outOfOrder.isEmpty, "\(check.outOfOrder.prefix(5))")
         #expect(!a.log.dropFirst(aLog.count).contains("leading the slot"), "a did not lead again")
-        print("HA partition: b took over \(String(format: "%.2f", tookOver)) s after the cut; \(events.count) changes, \(check.duplicates) duplicates")
+        print("HA partition: a stopped \(String(format: "%.2f", stopped ?? -1)) s and b took over \(String(format: "%.2f", tookOver ?? -1)) s after the cut; \(events.count) changes, \(check.duplicates) duplicates")
     }
 }
