@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sluice benchmarks: throughput from a backlog, latency, memory, CPU cost and backfills.
+"""Sluice benchmarks: throughput from a backlog, parking, latency, memory, CPU cost and backfills.
 
 Run through `scripts/bench`, which installs what is needed, builds sluice in release mode, starts a
 throwaway PostgreSQL 15 and broker and then calls this file with their addresses in the
@@ -21,6 +21,7 @@ It prints the result tables (Markdown) and writes them between the markers in BE
 #   common.py      the environment, SQL/LSN helpers, the broker, process sampling, median
 #   runners.py     sluice, the ceiling (pg_recvlogical → /dev/null) and the naive pipe on a backlog
 #   throughput.py  throughput from a backlog, one large transaction, hot rows
+#   parking.py     the parking path: parks per second with Kafka unreachable, SQLite vs PostgreSQL state
 #   latency.py     latency of sluice and of the PostgreSQL and Kafka floors at steady rates
 #   backfill.py    COPY vs a sluice backfill, and the stream's rate with and without one running
 #   profiling.py   sluice under perf record (--profile)
@@ -40,6 +41,7 @@ import workload  # noqa: E402
 from backfill import backfill, backfill_runs  # noqa: E402
 from common import PUBLICATION, ROOT, Env, allow_wal2json, log  # noqa: E402
 from latency import latency  # noqa: E402
+from parking import STORES as PARKING_STORES, parking  # noqa: E402
 from profiling import profile  # noqa: E402
 from report import machine, render, write_markdown  # noqa: E402
 from throughput import big_transaction, hot_rows, kafka_floor, throughput  # noqa: E402
@@ -70,6 +72,13 @@ def main():
     p.add_argument("--no-exactly-once", action="store_true",
                    help="skip the exactly-once runs (throughput (f), and latency at --eo-rates)")
     p.add_argument("--eo-rates", default="5000", help="latency: rates to run an exactly-once sink at too")
+    p.add_argument("--no-postgres-state", action="store_true",
+                   help="throughput: skip the runs with state.store: postgres ((g))")
+    p.add_argument("--park-changes", type=int, default=100_000,
+                   help="parking: backlog parked with Kafka unreachable, per store and run (default 100,000; 0 = skip)")
+    p.add_argument("--park-after", default="1s", help="parking: the sink's park_after (default 1s)")
+    p.add_argument("--park-max-ack-pending", type=int, default=10_000,
+                   help="parking: the sink's max_ack_pending (default 10,000, as in the throughput runs)")
     p.add_argument("--backfill-rows", type=int, default=1_000_000,
                    help="backfill: rows of public.bench_backfill (default 1,000,000)")
     p.add_argument("--backfill-changes", type=int, default=200_000,
@@ -81,7 +90,8 @@ def main():
     p.add_argument("--hot-updates", type=int, default=20_000, help="hot rows: updates of the one row (and of uniform keys)")
     p.add_argument("--floor-message-bytes", type=int, default=850,
                    help="Kafka floor: size of the pre-built messages (default 850, about sluice's on this workload)")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,big,hot,floor,latency,backfill")
+    p.add_argument("--skip", default="",
+                   help="comma-separated parts to skip: throughput,parking,big,hot,floor,latency,backfill")
     p.add_argument("--markdown", default=os.path.join(ROOT, "BENCHMARKS.md"),
                    help="file to update ('' = do not write)")
     p.add_argument("--json", default=os.path.join(ROOT, ".build-bench", "bench-results.json"))
@@ -102,6 +112,12 @@ def main():
 
     if "throughput" not in skip:
         results["throughput"] = throughput(env, conn, args)
+    if "parking" not in skip and args.park_changes > 0:
+        try:
+            results["parking"] = parking(env, conn, args)
+        except Exception as e:  # keep the other parts' results
+            log(f"parking: FAILED: {e!r}")
+            results["parking"] = {"error": f"{type(e).__name__}: {e}"}
     if "big" not in skip and args.big_rows > 0:
         results["big_transaction"] = big_transaction(env, conn, args)
     if "hot" not in skip and args.hot_updates > 0:
@@ -138,6 +154,9 @@ def main():
     failed = any(r.get("failure") for r in (results.get("throughput", {}).get("sluice", [])
                                               + results.get("throughput", {}).get("sluice_route", [])
                                               + results.get("throughput", {}).get("sluice_filter", [])
+                                              + results.get("throughput", {}).get("sluice_pg", [])
+                                              + [r for store in PARKING_STORES
+                                                 for r in results.get("parking", {}).get(store, [])]
                                               + results.get("throughput", {}).get("naive", [])
                                               + ([results["big_transaction"]] if "big_transaction" in results else [])
                                               + [results["hot_rows"][k] for k in ("hot", "uniform") if "hot_rows" in results]
@@ -145,7 +164,7 @@ def main():
                                                  if "kafka_floor" in results]
                                               + results.get("latency", {}).get("sluice", [])
                                               + backfill_runs(results.get("backfill"))))
-    failed = failed or bool((results.get("backfill") or {}).get("error"))
+    failed = failed or bool((results.get("backfill") or {}).get("error")) or bool((results.get("parking") or {}).get("error"))
     return 1 if failed else 0
 
 

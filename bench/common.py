@@ -84,6 +84,12 @@ def drop_slot(conn, slot):
     sql_one(conn, "SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
+def drop_schema(conn, schema):
+    """Drops a schema (a `store: postgres` run's state tables) and everything in it, if it exists."""
+    with conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def confirmed_flush(conn, slot):
     value = sql_one(conn, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,))
     return lsn_int(value) if value else 0

@@ -32,13 +32,31 @@ end
 }
 
 
+def state_file(config_path):
+    """The state.path of a bench config: the SQLite state file (spill files go next to it with either store)."""
+    return os.path.splitext(config_path)[0] + "-state.sqlite"
+
+
+def state_schema(slot):
+    """The schema of a `store: postgres` run on `slot`: one of its own per run, in the bench database."""
+    return f"bench_state_{slot}"
+
+
 def sluice_config(env, slot, topic, path, function=None, publication=PUBLICATION, tables=("public.bench",),
-                  console=None, delivery=None):
+                  console=None, delivery=None, store=None, hosts=None, park_after=None, max_ack_pending=10000):
     """sluice.yml for the bench; `function` = a key of FUNCTIONS to attach to the sink, or None;
     `console` = (port, token) to serve the console API on 127.0.0.1:port, or None; `delivery` =
-    "exactly_once" for a transactional sink (its own transactional id and offsets topic per slot)."""
+    "exactly_once" for a transactional sink (its own transactional id and offsets topic per slot);
+    `store` = "postgres" for `state.store: postgres` in the bench database, schema state_schema(slot)
+    (None or "sqlite": the state file); `hosts` = the sink's brokers instead of the current broker's;
+    `park_after` = the sink's park_after (e.g. "1s"), None for sluice's default."""
     heartbeat = env.heartbeat
-    state = os.path.splitext(path)[0] + "-state.sqlite"
+    state = state_file(path)
+    state_yml = f"path: {state}"
+    if store == "postgres":
+        state_yml += f", store: postgres, schema: {state_schema(slot)}"
+    elif store not in (None, "sqlite"):
+        raise ValueError(f"unknown state store {store!r}")
     functions = sink_ref = ""
     if function:
         fn = FUNCTIONS[function]
@@ -50,8 +68,9 @@ def sluice_config(env, slot, topic, path, function=None, publication=PUBLICATION
     if delivery == "exactly_once":
         transactions = f", transactional_id: bench-{slot}-{env.run_id}, offsets_topic: bench_offsets_{slot}_{env.run_id}"
         delivery_yml = "    delivery: exactly_once\n"
+    park_yml = f"    park_after: {park_after}\n" if park_after else ""
     with open(path, "w") as f:
-        f.write(f"""state: {{ path: {state} }}
+        f.write(f"""state: {{ {state_yml} }}
 {console_yml}database:
   url: {env.pg_url}
   slot: {{ name: {slot}, create_if_not_exists: true }}
@@ -59,7 +78,7 @@ def sluice_config(env, slot, topic, path, function=None, publication=PUBLICATION
   heartbeat_interval: {heartbeat}
 {functions}sinks:
   - name: bench
-{sink_ref}{delivery_yml}    destination: {{ type: kafka, hosts: {env.kafka}, topic: {topic}, max_ack_pending: 10000, batch_size: 1000{transactions} }}
+{sink_ref}{delivery_yml}{park_yml}    destination: {{ type: kafka, hosts: {hosts or env.kafka}, topic: {topic}, max_ack_pending: {max_ack_pending}, batch_size: 1000{transactions} }}
 """)
 
 

@@ -12,9 +12,9 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 
 import workload
-from common import (PUBLICATION, Broker, children_cpu, confirmed_flush, current_lsn, drop_slot, log, lsn_text,
-                    padded_message, sql_one)
-from runners import FUNCTIONS, run_ceiling, run_naive, run_sluice_backlog
+from common import (PUBLICATION, Broker, children_cpu, confirmed_flush, current_lsn, drop_schema, drop_slot, log,
+                    lsn_text, padded_message, sql_one)
+from runners import FUNCTIONS, run_ceiling, run_naive, run_sluice_backlog, state_schema
 
 
 # ---------------------------------------------------------------------------------------------
@@ -24,9 +24,11 @@ from runners import FUNCTIONS, run_ceiling, run_naive, run_sluice_backlog
 def throughput(env, conn, args):
     n, runs = args.changes, args.runs
     # sluice runs per round: plain, and (unless --no-functions) with each function of FUNCTIONS.
-    # and (unless --no-exactly-once) with delivery: exactly_once.
+    # and (unless --no-exactly-once) with delivery: exactly_once, and (unless --no-postgres-state) with
+    # state.store: postgres (a schema of its own per run, in the bench database).
     variants = (["sluice"] + ([] if args.no_functions else [f"sluice_{f}" for f in FUNCTIONS])
-                + ([] if args.no_exactly_once else ["sluice_eo"]))
+                + ([] if args.no_exactly_once else ["sluice_eo"])
+                + ([] if args.no_postgres_state else ["sluice_pg"]))
     kinds = ["ceiling", *variants, "naive"]
     log(f"throughput: creating slots, then writing {n:,} changes")
     names = {kind: [f"{kind}_{i + 1}" for i in range(runs)] for kind in kinds}
@@ -59,6 +61,7 @@ def throughput(env, conn, args):
                "row_bytes": row_bytes, "write_seconds": write_seconds,
                "start_lsn": lsn_text(start_lsn), "end_lsn": lsn_text(end_lsn),
                "ceiling": [], "naive": [], "functions": not args.no_functions, "exactly_once": not args.no_exactly_once,
+               "postgres_state": not args.no_postgres_state,
                **{kind: [] for kind in variants}, "sluice_order": []}
     for i in range(runs):
         r = run_ceiling(env, names["ceiling"][i], end_lsn)
@@ -71,17 +74,21 @@ def throughput(env, conn, args):
         order = variants[i % len(variants):] + variants[:i % len(variants)]
         results["sluice_order"].append(order)
         for kind in order:
-            function = kind[len("sluice_"):] if kind not in ("sluice", "sluice_eo") else None
+            function = kind[len("sluice_"):] if kind not in ("sluice", "sluice_eo", "sluice_pg") else None
             delivery = "exactly_once" if kind == "sluice_eo" else None
+            store = "postgres" if kind == "sluice_pg" else None
             topic = f"bench_{kind}_{env.run_id}_{i + 1}"
             with Broker(env) as broker:
                 broker.kafka.create_topic(topic, args.partitions)
                 timeout = max(120.0, 20 * r["seconds"])
                 cpu0 = broker.cpu_seconds()
                 s = run_sluice_backlog(env, broker.kafka, conn, names[kind][i], topic, end_lsn, n, timeout,
-                                       f"backlog_{kind}_{i + 1}", function=function, delivery=delivery)
+                                       f"backlog_{kind}_{i + 1}", function=function, delivery=delivery, store=store)
                 s["broker_cpu_seconds"] = broker.cpu_seconds() - cpu0
             drop_slot(conn, names[kind][i])
+            if store == "postgres":  # the run's state tables, not needed any more
+                s["state_schema"] = state_schema(names[kind][i])
+                drop_schema(conn, s["state_schema"])
             results[kind].append(s)
             if s["seconds_slot"]:
                 log(f"run {i + 1}/{runs} {kind}: {s['seconds_slot']:.2f} s to confirmed_flush_lsn "
