@@ -43,6 +43,37 @@ struct StateStoreConformanceTests {
         #expect(try store.firstParked(sink: "s", group: "none") == nil)
     }
 
+    /// Thousands of rows in one apply (as when Kafka is away and whole groups park): the PostgreSQL store
+    /// writes them in several multi-row statements; every row and error lands, in order.
+    @Test(arguments: Kind.allCases)
+    func aLargeApplyParksUnparksAndRecordsEveryRow(kind: Kind) throws {
+        let scratch = Scratch()
+        defer { scratch.removeAll() }
+        let store = try scratch.store(kind)
+        let messages = (0..<2_500).map { index in
+            var parked = message("g\(index % 7)", (LSN(UInt64(1_000 + index / 3)), index % 3))
+            parked.lastError = index.isMultiple(of: 2) ? "refused \(index)" : nil
+            parked.deliverCount = 1
+            return parked
+        }
+        try store.apply(park: messages, unpark: [], attempts: [], sink: "s")
+        #expect(try store.parkedCount(sink: "s") == 2_500)
+        #expect(try store.parked(sink: "s", limit: 3_000).map(\.position) == messages.map(\.position).sorted())
+        #expect(try store.attemptErrors(sink: "s", position: messages[2].position).map(\.error) == ["refused 2"])
+        #expect(try store.attemptErrors(sink: "s", position: messages[3].position).isEmpty)
+
+        let gone = messages.prefix(1_800).map(\.position)
+        let retried = messages.suffix(700).map { ($0.position, 2, "again \($0.position)") }
+        try store.apply(park: [messages[0]], unpark: gone, attempts: retried, sink: "s")
+        #expect(try store.parkedCount(sink: "s") == 700, "a message parked and unparked in one apply is gone")
+        let last = try #require(messages.last)
+        #expect(try store.parkedMessage(sink: "s", position: last.position)?.deliverCount == 2)
+        #expect(try store.parkedMessage(sink: "s", position: last.position)?.lastError == "again \(last.position)")
+        #expect(try store.attemptErrors(sink: "s", position: last.position).map(\.error) == ["again \(last.position)"])
+        #expect(try store.attemptErrors(sink: "s", position: messages[2_498].position).map(\.error)
+            == ["again \(messages[2_498].position)", "refused 2498"], "newest first")
+    }
+
     @Test(arguments: Kind.allCases)
     func applyUnparksAndRecordsAttemptsKeepingTwentyErrors(kind: Kind) throws {
         let scratch = Scratch()

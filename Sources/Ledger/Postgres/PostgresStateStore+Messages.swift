@@ -27,23 +27,40 @@ extension PostgresStateStore {
         guard !messages.isEmpty || !positions.isEmpty || !attempts.isEmpty else { return }
         try write { connection in
             let now = Date()
-            for message in messages {
+            // Many rows per statement: a park of thousands of messages is a few round trips, not thousands.
+            for chunk in Self.chunks(messages, width: 12) {
+                var values: [PostgresParameter] = [.text(slot)]
+                let rows = chunk.map { message in Self.row(appending: Self.values(message), to: &values, first: "$1") }
                 let inserted = try connection.query("""
-                    INSERT INTO \(table("parked")) (slot, \(Self.parkedColumns))
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING 1
-                    """, values: [.text(slot)] + Self.values(message))
-                if let error = message.lastError, !inserted.rows.isEmpty {
-                    try recordError(connection, sink: message.sink, position: message.position, at: now, error: error)
+                    INSERT INTO \(table("parked")) (slot, \(Self.parkedColumns)) VALUES \(rows.joined(separator: ", "))
+                    ON CONFLICT DO NOTHING RETURNING commit_lsn, commit_idx
+                    """, values: values)
+                let new = Set(inserted.rows.map { "\($0[0] ?? "")/\($0[1] ?? "")" })
+                let errors = chunk.compactMap { message -> (MessagePosition, String)? in
+                    guard let error = message.lastError, new.contains(Self.positionKey(message.position)) else { return nil }
+                    return (message.position, error)
                 }
+                try recordErrors(connection, sink: sink, errors, at: now)
             }
-            for position in positions {
-                try connection.query("DELETE FROM \(table("parked")) WHERE \(Self.atPosition)", values: key(sink, position))
-            }
-            for attempt in attempts {
+            for chunk in Self.chunks(positions, width: 2) {
+                var values: [PostgresParameter] = [.text(slot), .text(sink)]
+                let rows = chunk.map { Self.row(appending: [.lsn($0), .int($0.commitIndex)], to: &values, casts: ["bigint", "bigint"]) }
                 try connection.query("""
-                    UPDATE \(table("parked")) SET deliver_count = $5, last_error = $6, last_attempt_at = $7 WHERE \(Self.atPosition)
-                    """, values: key(sink, attempt.position) + [.int(attempt.deliverCount), .text(attempt.error), .time(now)])
-                try recordError(connection, sink: sink, position: attempt.position, at: now, error: attempt.error)
+                    DELETE FROM \(table("parked")) WHERE slot = $1 AND sink = $2 AND (commit_lsn, commit_idx) IN (\(rows.joined(separator: ", ")))
+                    """, values: values)
+            }
+            for chunk in Self.chunks(attempts, width: 4) {
+                var values: [PostgresParameter] = [.text(slot), .text(sink), .time(now)]
+                let rows = chunk.map { attempt in
+                    Self.row(appending: [.lsn(attempt.position), .int(attempt.position.commitIndex), .int(attempt.deliverCount),
+                                         .text(attempt.error)], to: &values, casts: ["bigint", "bigint", "int", "text"])
+                }
+                try connection.query("""
+                    UPDATE \(table("parked")) AS p SET deliver_count = v.n, last_error = v.error, last_attempt_at = $3
+                    FROM (VALUES \(rows.joined(separator: ", "))) AS v(lsn, idx, n, error)
+                    WHERE p.slot = $1 AND p.sink = $2 AND p.commit_lsn = v.lsn AND p.commit_idx = v.idx
+                    """, values: values)
+                try recordErrors(connection, sink: sink, chunk.map { ($0.position, $0.error) }, at: now)
             }
             // At most 20 errors per message.
             for attempt in attempts where attempt.deliverCount > StateLimits.errorsKept {
@@ -53,6 +70,40 @@ extension PostgresStateStore {
                     """, values: key(sink, attempt.position) + [.int(StateLimits.errorsKept)])
             }
         }
+    }
+
+    /// Appends attempt errors, in order (their ids keep it).
+    func recordErrors(_ connection: PostgresConnection, sink: String, _ errors: [(MessagePosition, String)], at: Date) throws {
+        for chunk in Self.chunks(errors, width: 3) {
+            var values: [PostgresParameter] = [.text(slot), .text(sink), .time(at)]
+            let rows = chunk.map { Self.row(appending: [.lsn($0.0), .int($0.0.commitIndex), .text($0.1)], to: &values, first: "$1, $2, $3") }
+            try connection.query("""
+                INSERT INTO \(table("attempt_error")) (slot, sink, at, commit_lsn, commit_idx, error) VALUES \(rows.joined(separator: ", "))
+                """, values: values)
+        }
+    }
+
+    /// Rows of `width` parameters each, in slices that stay far below PostgreSQL's 65,535 parameters a statement.
+    static func chunks<Row>(_ rows: [Row], width: Int) -> [ArraySlice<Row>] {
+        let size = max(1, 8_000 / width)
+        return stride(from: 0, to: rows.count, by: size).map { rows[$0..<min($0 + size, rows.count)] }
+    }
+
+    /// `($first, $n, $n+1, …)` for `row`'s parameters appended to `values` (with `::cast`s, for VALUES lists
+    /// whose types PostgreSQL cannot infer).
+    static func row(appending row: [PostgresParameter], to values: inout [PostgresParameter], first: String? = nil,
+                    casts: [String] = []) -> String {
+        var items = first.map { [$0] } ?? []
+        for (offset, value) in row.enumerated() {
+            values.append(value)
+            items.append("$\(values.count)" + (offset < casts.count ? "::\(casts[offset])" : ""))
+        }
+        return "(" + items.joined(separator: ", ") + ")"
+    }
+
+    /// A position as the text the tables give back for (commit_lsn, commit_idx).
+    static func positionKey(_ position: MessagePosition) -> String {
+        "\(Int64(bitPattern: position.commitLSN.rawValue))/\(position.commitIndex)"
     }
 
     func recordError(_ connection: PostgresConnection, sink: String, position: MessagePosition, at: Date, error: String) throws {

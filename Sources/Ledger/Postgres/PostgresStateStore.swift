@@ -53,12 +53,15 @@ public final class PostgresStateStore: StateStore {
     func table(_ name: String) -> String { schema.table(name) }
 
     /// Runs `body` in a transaction that may write: refused for a standby, and for a leader whose term is over.
+    /// The term is checked under `FOR KEY SHARE`: the leader's renewals (which change no key) go on beside
+    /// it, while a new leader's claim (`FOR UPDATE`) waits for it, so that a write of the old term commits
+    /// before the new leader reads the state, or not at all.
     func write<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
         let access = self.access
         if access == .standby { throw StateStoreError.notLeader("a standby of slot \(slot)") }
         return try connection.run(transaction: "BEGIN") { connection in
             if case .leader(let term) = access {
-                let held = try connection.query("SELECT 1 FROM \(table("leader")) WHERE slot = $1 AND term = $2 FOR SHARE",
+                let held = try connection.query("SELECT 1 FROM \(table("leader")) WHERE slot = $1 AND term = $2 FOR KEY SHARE",
                                                 [slot, String(term)])
                 guard !held.rows.isEmpty else {
                     throw StateStoreError.notLeader("its term \(term) as leader of slot \(slot) has ended")

@@ -165,6 +165,9 @@ final class LeaderElection: @unchecked Sendable {
                 """, [slot])
             let claimed = try connection.transaction { () throws(PostgresError) in
                 try connection.query("SET LOCAL lock_timeout = '5s'")
+                // Waits for the old term's writes in progress (they hold the row FOR KEY SHARE): they commit
+                // before this term begins, or were ended above.
+                try connection.query("SELECT 1 FROM \(table) WHERE slot = $1 FOR UPDATE", [slot])
                 return try connection.query("""
                     INSERT INTO \(table) (slot, instance, term, lock_pid, renewed_at, expires_at)
                     VALUES ($1, $2, 1, pg_backend_pid(), clock_timestamp(), clock_timestamp() + $3 * interval '1 second')
