@@ -14,12 +14,13 @@ postgres`) does not; librdkafka fails nothing faster than park_after (connection
 still being parked, competing with it for max_ack_pending.
 """
 import os
+import socket
 import signal
 import sqlite3
 import time
 
 import workload
-from common import (confirmed_flush, current_lsn, drop_schema, drop_slot, free_port, log, lsn_text, proc_sample,
+from common import (confirmed_flush, current_lsn, drop_schema, drop_slot, log, lsn_text, proc_sample,
                     sql_one, tail)
 from runners import start_sluice, state_file, state_schema
 
@@ -46,9 +47,25 @@ def count_lines(path, needle):
     return n
 
 
+def closed_port():
+    """A port of 127.0.0.1 where nothing listens, below the ephemeral range. A closed port inside that range
+    (as free_port gives) can be picked as the source port of sluice's own connection to it: Linux then
+    connects the socket to itself (a TCP simultaneous open) and librdkafka reads its own requests back. That is
+    the likely cause of the runs seen 10-20 times slower and CPU-bound (one timed out) before this."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for port in range(low - 1, 1024, -1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 def run_parking(env, conn, slot, store, end_lsn, expected, timeout, label, args):
     """One sluice on `slot` with an unreachable sink until the slot's confirmed_flush_lsn reaches end_lsn."""
-    port = free_port()  # bound and closed again: nothing listens there
+    port = closed_port()
     t0 = time.monotonic()
     proc, logpath = start_sluice(env, slot, f"bench_parking_{slot}", label, store=store, hosts=f"127.0.0.1:{port}",
                                  park_after=args.park_after, max_ack_pending=args.park_max_ack_pending)
