@@ -64,6 +64,7 @@ let package = Package(
                 "SluiceCore", "PostgresSource", "KafkaSink", "Ledger", "Functions",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -50,8 +50,7 @@ def count_lines(path, needle):
 def closed_port():
     """A port of 127.0.0.1 where nothing listens, below the ephemeral range. A closed port inside that range
     (as free_port gives) can be picked as the source port of sluice's own connection to it: Linux then
-    connects the socket to itself (a TCP simultaneous open) and librdkafka reads its own requests back. That is
-    the likely cause of the runs seen 10-20 times slower and CPU-bound (one timed out) before this."""
+    connects the socket to itself (a TCP simultaneous open) and librdkafka reads its own requests back."""
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     for port in range(low - 1, 1024, -1):
         with socket.socket() as s:

@@ -4,6 +4,29 @@ import Testing
 /// `sluice messages` against a running instance (through its API) and a stopped one (the state file).
 @Suite(.serialized)
 struct MessagesCommandTests {
+    /// With `state.store: postgres` a stopped instance's messages are read from PostgreSQL.
+    @Test func aStoppedInstanceWithTheSharedStateIsReadFromPostgreSQL() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        let topic = fixture.topic("cli-pg")
+        try db.execute("CREATE TABLE public.orders (id int PRIMARY KEY, status text NOT NULL)")
+        let schema = TestEnvironment.uniqueName("cli")
+        let config = fixture.config(tables: ["public.orders"], sinks: [.init(name: "orders", topic: topic)])
+            .replacingOccurrences(of: "state: { path: \(fixture.statePath) }",
+                                  with: "state: { path: \(fixture.statePath), store: postgres, schema: \(schema) }")
+        let sluice = try fixture.startSluice(config: config)
+        try db.execute("INSERT INTO public.orders VALUES (1, 'paid'), (2, 'paid')")
+        _ = try topic.waitForMessages(2, timeout: 60)
+        Thread.sleep(forTimeInterval: 1.5)  // the delivered list is saved once a second
+        #expect(sluice.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: fixture.statePath), "no state file: the state is in PostgreSQL")
+
+        let listing = try runCommand(fixture.environment.sluiceBinary, ["messages", "--config", sluice.configURL.path])
+        #expect(listing.status == 0, "\(listing)")
+        #expect(listing.stderr.contains("showing PostgreSQL schema \(schema) (slot \(fixture.slot))"), "\(listing.stderr)")
+        #expect(listing.stdout.split(separator: "\n").filter { $0.contains("delivered") }.count == 2, "\(listing.stdout)")
+    }
+
     @Test func listsRetriesAndCancelsThroughTheRunningInstanceThenReadsTheStateFileWhenStopped() throws {
         let fixture = try Fixture()
         let db = fixture.database

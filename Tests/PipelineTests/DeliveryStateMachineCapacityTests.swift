@@ -62,6 +62,20 @@ import Testing
         #expect(last.wakeAt == nil)
     }
 
+    /// With Kafka away, tens of thousands of groups may be parked and due. A tick picks the few it has room
+    /// for — the smallest names, as a full sort would — and, with no room at all, does not look at them.
+    @Test func aTickWithManyDueGroupsTakesTheSmallestNamesItHasRoomFor() {
+        let names = (0..<2_000).map { String(format: "g%05d", ($0 * 7_919) % 2_000) }
+        var driver = DeliveryDriver(F.machine(maxAckPending: 7, parkedGroups: Dictionary(uniqueKeysWithValues: names.map { ($0, 1) })))
+        driver.seedLedger(names.enumerated().map { F.parked($0.offset, group: $0.element) })
+        let tick = driver.tick()
+        #expect(tick.retry == (0..<7).map { String(format: "g%05d", $0) })
+        #expect(tick.wakeAt == driver.now.addingTimeInterval(0.05), "the rest soon")
+        let full = driver.tick()
+        #expect(full.retry.isEmpty && full.wakeAt == driver.now.addingTimeInterval(0.05), "no room: none, and look again soon")
+        #expect(driver.machine.retryCandidates.count == 2_000, "still candidates")
+    }
+
     /// Regression (fixed in 08d16d9): with due groups held back by max_ack_pending and no backoff
     /// pending, tick's wakeAt was `min(now, now + 0.05)` = now, so the worker spun until room freed.
     @Test func aTickHeldBackByMaxAckPendingWakesIn50MillisecondsNotAtOnce() {

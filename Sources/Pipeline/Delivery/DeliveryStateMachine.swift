@@ -1,5 +1,6 @@
 import DequeModule
 import Foundation
+import HeapModule
 import KafkaSink
 import Ledger
 import SluiceCore
@@ -127,24 +128,42 @@ struct DeliveryStateMachine {
     /// max_ack_pending leaves room for, and when to look again.
     mutating func tick(now: Date) -> DeliveryActions {
         var actions = DeliveryActions()
-        var due: [String] = []
+        let room = max(0, limits.maxAckPending - books.inFlightByID.count)
+        // No room for a retry: look again soon (deliveries free room all the time). The candidates are not
+        // even looked at — with Kafka away, tens of thousands of parked groups would be scanned and sorted
+        // twenty times a second, under the dispatcher's lock.
+        guard room > 0 else {
+            if !books.retryCandidates.isEmpty { actions.wakeAt = now.addingTimeInterval(0.05) }
+            return actions
+        }
+        // The due groups with the smallest keys (a stable order), at most `room` of them: a bounded heap,
+        // so that many due groups cost O(n log room), not a sort of them all.
+        var due = Heap<String>()
+        var stale: [String] = []
+        var more = false
         for key in books.retryCandidates {
             guard let group = groups[key], group.parked > 0 else {
-                books.retryCandidates.remove(key)
+                stale.append(key)
                 continue
             }
             guard group.inFlight.isEmpty else { continue }
             let at = group.retryAt ?? .distantPast
-            if at <= now { due.append(key) } else { actions.wakeAt = min(actions.wakeAt ?? at, at) }
+            if at <= now {
+                due.insert(key)
+                if due.count > room {
+                    due.removeMax()
+                    more = true
+                }
+            } else {
+                actions.wakeAt = min(actions.wakeAt ?? at, at)
+            }
         }
-        due.sort()
-        let room = max(0, limits.maxAckPending - books.inFlightByID.count)
-        if due.count > room {
-            // Look again soon: deliveries free room all the time.
+        for key in stale { books.retryCandidates.remove(key) }
+        if more {
             let soon = now.addingTimeInterval(0.05)
             actions.wakeAt = min(actions.wakeAt ?? soon, soon)
         }
-        actions.retry = Array(due.prefix(room))
+        actions.retry = due.unordered.sorted()
         return actions
     }
 
