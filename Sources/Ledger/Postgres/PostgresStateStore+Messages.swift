@@ -184,24 +184,18 @@ extension PostgresStateStore {
 
     /// Inserts delivered messages (many to a statement), then keeps the newest 1,000 of each of their sinks.
     func insertDelivered(_ connection: PostgresConnection, _ messages: ArraySlice<DeliveredMessage>) throws {
-        var start = messages.startIndex
-        while start < messages.endIndex {
-            let end = min(start + 500, messages.endIndex)
-            var values: [PostgresParameter] = []
-            var rows: [String] = []
-            for message in messages[start..<end] {
-                let row: [PostgresParameter] = [
-                    .text(slot), .text(message.sink), .text(message.group), .lsn(message.position), .int(message.position.commitIndex),
+        for chunk in Self.chunks(Array(messages), width: 14) {
+            var values: [PostgresParameter] = [.text(slot)]
+            let rows = chunk.map { message in
+                Self.row(appending: [
+                    .text(message.sink), .text(message.group), .lsn(message.position), .int(message.position.commitIndex),
                     .text(message.table), .text(message.topic), PostgresParameter(message.key), .int(message.size),
                     .int(Int(message.partition)), .text(String(message.offset)), .int(message.deliverCount),
                     .time(message.deliveredAt), PostgresParameter(message.action), .text(Self.encodeList(message.recordPKs)),
-                ]
-                rows.append("(" + (values.count + 1...values.count + row.count).map { "$\($0)" }.joined(separator: ", ") + ")")
-                values += row
+                ], to: &values, first: "$1")
             }
             try connection.query("INSERT INTO \(table("delivered")) (slot, \(Self.deliveredColumns)) VALUES \(rows.joined(separator: ", "))",
                                  values: values)
-            start = end
         }
         for sink in Set(messages.map(\.sink)) {
             try connection.query("""
@@ -235,10 +229,11 @@ extension PostgresStateStore {
 
     func insertRecentBodies(_ connection: PostgresConnection, sink: String, _ bodies: [[UInt8]]) throws {
         try connection.query("DELETE FROM \(table("recent_body")) WHERE slot = $1 AND sink = $2", [slot, sink])
-        for body in bodies.suffix(StateLimits.recentBodiesKept) {
-            try connection.query("INSERT INTO \(table("recent_body")) (slot, sink, value) VALUES ($1, $2, $3)",
-                                 values: [.text(slot), .text(sink), .binary(body)])
-        }
+        let kept = bodies.suffix(StateLimits.recentBodiesKept)
+        guard !kept.isEmpty else { return }
+        var values: [PostgresParameter] = [.text(slot), .text(sink)]
+        let rows = kept.map { Self.row(appending: [.binary($0)], to: &values, first: "$1, $2") }
+        try connection.query("INSERT INTO \(table("recent_body")) (slot, sink, value) VALUES \(rows.joined(separator: ", "))", values: values)
     }
 
     public func recentBodies(sink: String, limit: Int) throws -> [[UInt8]] {
