@@ -166,6 +166,37 @@ struct HighAvailabilityTests {
         #expect(check.outOfOrder.isEmpty, "\(check.outOfOrder.prefix(5))")
     }
 
+    /// A restarted process with the same `ha.instance` (a pod that keeps its name) ends the old holder's
+    /// sessions by that name — its own state connection among them — and still leads and delivers.
+    @Test func aLeaderRestartedUnderTheSameNameLeadsAgainAndDelivers() throws {
+        let fixture = try Fixture()
+        let db = fixture.database
+        try db.execute("CREATE TABLE public.t (id int PRIMARY KEY, seq int NOT NULL)")
+        let topic = fixture.topic("same-name")
+        let cluster = HACluster(fixture: fixture, tables: ["public.t"], sinks: sinkYAML(topic))
+        let first = try cluster.start("a")
+        try #require(first.waitForRole("leader", timeout: 20), "log:\n\(first.log)")
+        try db.execute("INSERT INTO public.t VALUES (1, 0)")
+        _ = try topic.waitForMessages(1, timeout: 30)
+        first.process.kill(signal: SIGKILL)
+        #expect(first.process.waitForExit(timeout: 5) == SIGKILL)
+
+        let again = try cluster.start("a")
+        defer { again.process.stop() }
+        #expect(again.waitForRole("leader", timeout: Self.leaseSeconds + 5), "log:\n\(again.log)")
+        #expect(again.log.contains("previous=a"), "it took over from its own name; log:\n\(again.log)")
+        try db.execute("UPDATE public.t SET seq = 1 WHERE id = 1")
+        try db.execute("INSERT INTO public.t VALUES (2, 0)")
+        var seqs: [Int] = []
+        #expect(try eventually(timeout: 30, every: 0.5) {
+            seqs = try topic.messages().filter { $0.key == "1" }.map { $0.record["seq"] as? Int ?? -1 }
+            return seqs.contains(1)
+        }, "log:\n\(again.log)")
+        #expect(Self.firstArrivals(seqs) == [0, 1])
+        // Its state connection was ended by its own claim; the store reconnects, and the delivered list is saved.
+        #expect(try eventually(timeout: 10) { try cluster.store().recentlyDelivered(sink: "s").contains { $0.key == "2" } })
+    }
+
     @Test func stateCopyMovesParkedMessagesIntoPostgreSQLAndTheyAreDeliveredAfterTheSwitch() throws {
         let fixture = try Fixture()
         let db = fixture.database

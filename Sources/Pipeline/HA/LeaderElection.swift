@@ -156,6 +156,8 @@ final class LeaderElection: @unchecked Sendable {
     private func claim(_ connection: PostgresConnection) throws(PostgresError) -> Attempt {
         do throws(PostgresError) {
             let previous = try readLease(connection)?.holder
+            // By name: a frozen or cut-off holder may have a write open. A new process with the same `ha.instance`
+            // (a restarted pod) ends its own store connection here too; the store reconnects on its next call.
             if let previous {
                 try connection.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
                                      [Self.storeApplicationName(instance: previous.instance)])
