@@ -125,3 +125,13 @@ public struct CancelledMessage: Sendable, Equatable {
         self.value = value
     }
 }
+
+extension CancelledMessage {
+    /// A parked message given up (by a user): the whole message kept, with its last error.
+    init(cancelling parked: ParkedMessage, reason: String, action: String?, recordPKs: [String]) {
+        self.init(sink: parked.sink, group: parked.group, position: parked.position, table: parked.table, topic: parked.topic,
+                  key: parked.key.map { String(decoding: $0, as: UTF8.self) }, size: parked.value.count, reason: reason,
+                  error: parked.lastError ?? "", action: action, recordPKs: recordPKs, deliverCount: parked.deliverCount,
+                  value: parked.value)
+    }
+}

@@ -60,17 +60,19 @@ extension SQLiteStateStore {
 
     /// Inserts or replaces a backfill (fsynced with the rest of the state file).
     public func save(_ backfill: BackfillRecord) throws {
-        try database.write { db in
-            try db.execute(sql: """
-                INSERT OR REPLACE INTO backfill (id, sink, table_name, state, sort_column, start_position, cursor, rows_initial_count,
-                  rows_processed_count, rows_ingested_count, inserted_at, completed_at, canceled_at, last_error)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [backfill.id, backfill.sink, backfill.table, backfill.state.rawValue, backfill.sortColumn,
-                                 backfill.startPosition, backfill.cursor.map(Self.encodeList), backfill.rowsInitialCount,
-                                 backfill.rowsProcessedCount, backfill.rowsIngestedCount, backfill.insertedAt.timeIntervalSince1970,
-                                 backfill.completedAt?.timeIntervalSince1970, backfill.canceledAt?.timeIntervalSince1970,
-                                 backfill.lastError])
-        }
+        try database.write { db in try Self.insertBackfill(db, backfill, replacing: true) }
+    }
+
+    static func insertBackfill(_ db: Database, _ backfill: BackfillRecord, replacing: Bool) throws {
+        try db.execute(sql: """
+            INSERT OR \(replacing ? "REPLACE" : "ABORT") INTO backfill (id, sink, table_name, state, sort_column, start_position, cursor,
+              rows_initial_count, rows_processed_count, rows_ingested_count, inserted_at, completed_at, canceled_at, last_error)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [backfill.id, backfill.sink, backfill.table, backfill.state.rawValue, backfill.sortColumn,
+                             backfill.startPosition, backfill.cursor.map(Self.encodeList), backfill.rowsInitialCount,
+                             backfill.rowsProcessedCount, backfill.rowsIngestedCount, backfill.insertedAt.timeIntervalSince1970,
+                             backfill.completedAt?.timeIntervalSince1970, backfill.canceledAt?.timeIntervalSince1970,
+                             backfill.lastError])
     }
 
     /// Backfills, newest first; of one sink or all.

@@ -48,18 +48,8 @@ extension SQLiteStateStore {
                                              arguments: arguments) else { return nil }
             let parked = Self.parked(row)
             try db.execute(sql: "DELETE FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?", arguments: arguments)
-            let cancelled = CancelledMessage(
-                sink: sink, group: parked.group, position: position, table: parked.table, topic: parked.topic,
-                key: parked.key.map { String(decoding: $0, as: UTF8.self) }, size: parked.value.count, reason: reason,
-                error: parked.lastError ?? "", action: action, recordPKs: recordPKs, deliverCount: parked.deliverCount,
-                value: parked.value)
-            try db.execute(sql: """
-                INSERT INTO cancelled (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, reason, error,
-                  cancelled_at, action, record_pks, deliver_count, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [sink, cancelled.group, Int64(bitPattern: position.commitLSN.rawValue), position.commitIndex,
-                                 cancelled.table, cancelled.topic, cancelled.key, cancelled.size, reason, cancelled.error,
-                                 cancelled.cancelledAt.timeIntervalSince1970, action, Self.encodeList(recordPKs),
-                                 cancelled.deliverCount, Data(parked.value)])
+            let cancelled = CancelledMessage(cancelling: parked, reason: reason, action: action, recordPKs: recordPKs)
+            try Self.insertCancelled(db, cancelled)
             return cancelled
         }
     }

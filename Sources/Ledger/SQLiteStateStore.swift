@@ -92,11 +92,7 @@ public final class SQLiteStateStore: StateStore {
 
     /// Replaces a sink's kept bodies with these (oldest first), keeping the newest 20.
     public func replaceRecentBodies(sink: String, _ bodies: [[UInt8]]) throws {
-        try database.write { db in
-            try db.execute(sql: "DELETE FROM recent_body WHERE sink = ?", arguments: [sink])
-            let insert = try db.cachedStatement(sql: "INSERT INTO recent_body (sink, value) VALUES (?, ?)")
-            for body in bodies.suffix(StateLimits.recentBodiesKept) { try insert.execute(arguments: [sink, Data(body)]) }
-        }
+        try database.write { db in try Self.insertRecentBodies(db, sink: sink, bodies) }
     }
 
     /// The bodies of the newest delivered messages of a sink, newest first.
@@ -147,22 +143,10 @@ public final class SQLiteStateStore: StateStore {
                       attempts: [(position: MessagePosition, deliverCount: Int, error: String)], sink: String) throws {
         guard !messages.isEmpty || !positions.isEmpty || !attempts.isEmpty else { return }
         try database.write { db in
-            let insert = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO parked (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, value,
-                  deliver_count, last_error, parked_at, last_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            let recordError = try db.cachedStatement(sql: "INSERT INTO attempt_error (sink, commit_lsn, commit_idx, at, error) VALUES (?, ?, ?, ?, ?)")
-            let now = Date().timeIntervalSince1970
+            let now = Date()
             for message in messages {
-                try insert.execute(arguments: [
-                    message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
-                    message.position.commitIndex, message.table, message.topic, message.key.map { Data($0) },
-                    Data(message.value), message.deliverCount, message.lastError, message.parkedAt.timeIntervalSince1970,
-                    message.lastAttemptAt?.timeIntervalSince1970,
-                ])
-                if let error = message.lastError, db.changesCount > 0 {
-                    try recordError.execute(arguments: [message.sink, Int64(bitPattern: message.position.commitLSN.rawValue),
-                                                        message.position.commitIndex, now, error])
+                if try Self.insertParked(db, message), let error = message.lastError {
+                    try Self.insertAttemptError(db, sink: message.sink, position: message.position, at: now, error: error)
                 }
             }
             let delete = try db.cachedStatement(sql: "DELETE FROM parked WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?")
@@ -173,9 +157,9 @@ public final class SQLiteStateStore: StateStore {
                 UPDATE parked SET deliver_count = ?, last_error = ?, last_attempt_at = ? WHERE sink = ? AND commit_lsn = ? AND commit_idx = ?
                 """)
             for attempt in attempts {
-                let lsn = Int64(bitPattern: attempt.position.commitLSN.rawValue)
-                try update.execute(arguments: [attempt.deliverCount, attempt.error, now, sink, lsn, attempt.position.commitIndex])
-                try recordError.execute(arguments: [sink, lsn, attempt.position.commitIndex, now, attempt.error])
+                try update.execute(arguments: [attempt.deliverCount, attempt.error, now.timeIntervalSince1970, sink,
+                                               Self.lsn(attempt.position), attempt.position.commitIndex])
+                try Self.insertAttemptError(db, sink: sink, position: attempt.position, at: now, error: attempt.error)
             }
             // At most 20 errors per message.
             for attempt in attempts where attempt.deliverCount > StateLimits.errorsKept {
@@ -194,25 +178,7 @@ public final class SQLiteStateStore: StateStore {
     /// Appends delivered messages and keeps only the newest 1,000 per sink.
     public func recordDelivered(_ messages: [DeliveredMessage]) throws {
         guard !messages.isEmpty else { return }
-        try database.write { db in
-            let statement = try db.cachedStatement(sql: """
-                INSERT INTO delivered (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, partition,
-                  kafka_offset, deliver_count, delivered_at, action, record_pks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            for message in messages.suffix(StateLimits.deliveredKept) {
-                try statement.execute(arguments: [
-                    message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
-                    message.position.commitIndex, message.table, message.topic, message.key, message.size,
-                    Int(message.partition), message.offset, message.deliverCount, message.deliveredAt.timeIntervalSince1970,
-                    message.action, Self.encodeList(message.recordPKs),
-                ])
-            }
-            for sink in Set(messages.map(\.sink)) {
-                try db.execute(sql: """
-                    DELETE FROM delivered WHERE sink = ? AND id <= (SELECT id FROM delivered WHERE sink = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
-                    """, arguments: [sink, sink, StateLimits.deliveredKept])
-            }
-        }
+        try database.write { db in try Self.insertDelivered(db, messages.suffix(StateLimits.deliveredKept)) }
     }
 
     /// The newest delivered messages of a sink, newest first.
@@ -224,37 +190,20 @@ public final class SQLiteStateStore: StateStore {
         try database.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM delivered WHERE sink = ? \(condition) ORDER BY id DESC LIMIT ?",
                              arguments: [sink] + arguments + [limit])
-                .map { row in
-                    DeliveredMessage(sink: row["sink"], group: row["group_key"], position: Self.position(row), table: row["table_name"],
-                                     topic: row["topic"], key: row["message_key"], size: row["size"],
-                                     partition: Int32(row["partition"] as Int), offset: row["kafka_offset"],
-                                     deliverCount: row["deliver_count"],
-                                     deliveredAt: Date(timeIntervalSince1970: row["delivered_at"]), action: row["action"],
-                                     recordPKs: Self.decodeList(row["record_pks"]))
-                }
+                .map(Self.delivered)
         }
     }
 
     // MARK: - Cancelled
 
     public func recordCancelled(_ message: CancelledMessage) throws {
-        try database.write { db in
-            try db.execute(sql: """
-                INSERT INTO cancelled (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, reason, error,
-                  cancelled_at, action, record_pks, deliver_count, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [message.sink, message.group, Int64(bitPattern: message.position.commitLSN.rawValue),
-                                 message.position.commitIndex, message.table, message.topic, message.key, message.size,
-                                 message.reason, message.error, message.cancelledAt.timeIntervalSince1970, message.action,
-                                 Self.encodeList(message.recordPKs), message.deliverCount, message.value.map { Data($0) }])
-        }
+        try database.write { db in try Self.insertCancelled(db, message) }
     }
 
     public func cancelled(sink: String, limit: Int) throws -> [CancelledMessage] {
         try database.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM cancelled WHERE sink = ? ORDER BY id DESC LIMIT ?", arguments: [sink, limit])
-                .map { row in
-                    Self.cancelled(row)
-                }
+                .map(Self.cancelled)
         }
     }
 
@@ -280,14 +229,77 @@ public final class SQLiteStateStore: StateStore {
                          value: (row["value"] as Data?).map { [UInt8]($0) })
     }
 
-    static func encodeList(_ values: [String]) -> String {
-        String(decoding: (try? JSONSerialization.data(withJSONObject: values)) ?? Data("[]".utf8), as: UTF8.self)
+    static func delivered(_ row: Row) -> DeliveredMessage {
+        DeliveredMessage(sink: row["sink"], group: row["group_key"], position: position(row), table: row["table_name"],
+                         topic: row["topic"], key: row["message_key"], size: row["size"], partition: Int32(row["partition"] as Int),
+                         offset: row["kafka_offset"], deliverCount: row["deliver_count"],
+                         deliveredAt: Date(timeIntervalSince1970: row["delivered_at"]), action: row["action"],
+                         recordPKs: decodeList(row["record_pks"]))
     }
 
-    static func decodeList(_ text: String?) -> [String] {
-        guard let text, let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else { return [] }
-        return list
+    static func lsn(_ position: MessagePosition) -> Int64 { Int64(bitPattern: position.commitLSN.rawValue) }
+
+    static func encodeList(_ values: [String]) -> String { StateList.encode(values) }
+
+    // MARK: - Row writers (the live writes and `restore` share them)
+
+    /// Parks one message unless one is parked at its position already; true if it was written.
+    static func insertParked(_ db: Database, _ message: ParkedMessage) throws -> Bool {
+        try db.cachedStatement(sql: """
+            INSERT OR IGNORE INTO parked (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, value,
+              deliver_count, last_error, parked_at, last_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [
+                message.sink, message.group, lsn(message.position), message.position.commitIndex, message.table, message.topic,
+                message.key.map { Data($0) }, Data(message.value), message.deliverCount, message.lastError,
+                message.parkedAt.timeIntervalSince1970, message.lastAttemptAt?.timeIntervalSince1970,
+            ])
+        return db.changesCount > 0
     }
+
+    static func insertAttemptError(_ db: Database, sink: String, position: MessagePosition, at: Date, error: String) throws {
+        try db.cachedStatement(sql: "INSERT INTO attempt_error (sink, commit_lsn, commit_idx, at, error) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [sink, lsn(position), position.commitIndex, at.timeIntervalSince1970, error])
+    }
+
+    /// Appends delivered messages, then keeps the newest 1,000 of each of their sinks.
+    static func insertDelivered<Messages: Collection<DeliveredMessage>>(_ db: Database, _ messages: Messages) throws {
+        let statement = try db.cachedStatement(sql: """
+            INSERT INTO delivered (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, partition,
+              kafka_offset, deliver_count, delivered_at, action, record_pks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        for message in messages {
+            try statement.execute(arguments: [
+                message.sink, message.group, lsn(message.position), message.position.commitIndex, message.table, message.topic,
+                message.key, message.size, Int(message.partition), message.offset, message.deliverCount,
+                message.deliveredAt.timeIntervalSince1970, message.action, encodeList(message.recordPKs),
+            ])
+        }
+        for sink in Set(messages.map(\.sink)) {
+            try db.execute(sql: """
+                DELETE FROM delivered WHERE sink = ? AND id <= (SELECT id FROM delivered WHERE sink = ? ORDER BY id DESC LIMIT 1 OFFSET ?)
+                """, arguments: [sink, sink, StateLimits.deliveredKept])
+        }
+    }
+
+    static func insertCancelled(_ db: Database, _ message: CancelledMessage) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO cancelled (sink, group_key, commit_lsn, commit_idx, table_name, topic, message_key, size, reason, error,
+              cancelled_at, action, record_pks, deliver_count, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [
+                message.sink, message.group, lsn(message.position), message.position.commitIndex, message.table, message.topic,
+                message.key, message.size, message.reason, message.error, message.cancelledAt.timeIntervalSince1970, message.action,
+                encodeList(message.recordPKs), message.deliverCount, message.value.map { Data($0) },
+            ])
+    }
+
+    /// Replaces a sink's kept bodies with the newest 20 of these.
+    static func insertRecentBodies(_ db: Database, sink: String, _ bodies: [[UInt8]]) throws {
+        try db.execute(sql: "DELETE FROM recent_body WHERE sink = ?", arguments: [sink])
+        let insert = try db.cachedStatement(sql: "INSERT INTO recent_body (sink, value) VALUES (?, ?)")
+        for body in bodies.suffix(StateLimits.recentBodiesKept) { try insert.execute(arguments: [sink, Data(body)]) }
+    }
+
+    static func decodeList(_ text: String?) -> [String] { text.flatMap(StateList.decode) ?? [] }
 }
 
 /// The state file cannot be opened as asked.

@@ -66,6 +66,18 @@ public protocol StateStore: AnyObject, Sendable {
     func restore(_ snapshot: StateSnapshot) throws
 }
 
+/// A list of strings as both stores keep it (`record_pks`, a backfill's cursor): JSON text.
+enum StateList {
+    static func encode(_ values: [String]) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: values)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+
+    /// Nil when the text is not a JSON list of strings.
+    static func decode(_ text: String) -> [String]? {
+        try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String]
+    }
+}
+
 /// How much of each kind the state keeps.
 public enum StateLimits {
     /// Delivered messages kept per sink.

@@ -216,12 +216,9 @@ struct Check: AsyncParsableCommand {
         let store = try PostgresStateStore(parameters: parameters, schema: schema, slot: slot, applicationName: "sluice-check",
                                            access: .standby)
         let connection = try PostgresConnection(parameters: parameters, applicationName: "sluice-check")
-        let lease = try connection.query("""
-            SELECT instance, term, expires_at > clock_timestamp() AS live, expires_at FROM \(PostgresConnection.quoteIdentifier(schema)).leader
-            WHERE slot = $1
-            """, [slot])
-        let leader = if let instance = lease.value("instance"), lease.value("live") == "t" {
-            "instance \(instance) leads the slot (term \(lease.value("term") ?? "?"), lease until \(lease.value("expires_at") ?? "?"))"
+        let leader = if let lease = try LeaderElection.lease(on: connection, schema: schema, slot: slot), !lease.expired {
+            "instance \(lease.holder.instance) leads the slot (term \(lease.holder.term), lease until "
+                + "\(InspectedMessage.timestamp(lease.holder.expiresAt)))"
         } else {
             "no instance leads the slot now"
         }

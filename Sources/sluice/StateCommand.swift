@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import Pipeline
 import PostgresSource
 import SluiceCore
 
@@ -94,12 +95,9 @@ struct StateCopy: ParsableCommand {
 
     static func ensureStopped(postgres parameters: [(String, String)], schema: String, slot: String) throws {
         let connection = try PostgresConnection(parameters: parameters, applicationName: "sluice-state-copy")
-        let live = try connection.query("""
-            SELECT instance, expires_at FROM \(PostgresConnection.quoteIdentifier(schema)).leader
-            WHERE slot = $1 AND expires_at > clock_timestamp()
-            """, [slot])
-        if let instance = live.value("instance") {
-            throw StateCopyError("instance \(instance) leads slot \(slot) (its lease runs until \(live.value("expires_at") ?? "?")) — stop every sluice of the slot first")
+        if let lease = try LeaderElection.lease(on: connection, schema: schema, slot: slot), !lease.expired {
+            throw StateCopyError("instance \(lease.holder.instance) leads slot \(slot) (its lease runs until "
+                                 + "\(InspectedMessage.timestamp(lease.holder.expiresAt))) — stop every sluice of the slot first")
         }
     }
 }

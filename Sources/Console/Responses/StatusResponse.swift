@@ -39,9 +39,9 @@ struct StatusResponse: ResponseEncodable, Sendable {
         var transactionalID: String
         var offsetsTopic: String
         /// The newest stream position committed: `{"commit_lsn": "0/16B3748", "commit_idx": 3}`, or null.
-        var committed: Position?
+        @NullEncodable var committed: Position?
         var state: String
-        var lastError: String?
+        @NullEncodable var lastError: String?
 
         struct Position: Encodable, Sendable {
             var commitLSN: String
@@ -51,16 +51,6 @@ struct StatusResponse: ResponseEncodable, Sendable {
 
         enum CodingKeys: String, CodingKey {
             case transactionalID = "transactional_id", offsetsTopic = "offsets_topic", committed, state, lastError = "last_error"
-        }
-
-        /// Written by hand so that a missing position or error is `null`, not left out.
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(transactionalID, forKey: .transactionalID)
-            try container.encode(offsetsTopic, forKey: .offsetsTopic)
-            try container.encode(committed, forKey: .committed)
-            try container.encode(state, forKey: .state)
-            try container.encode(lastError, forKey: .lastError)
         }
     }
 
@@ -83,38 +73,19 @@ struct StatusResponse: ResponseEncodable, Sendable {
         var instance: String
         var term: Int64
         /// When the leader's lease runs out unless renewed (ISO 8601, the database's clock); null without HA.
-        var leaseExpiresAt: String?
+        @NullEncodable var leaseExpiresAt: String?
 
         enum CodingKeys: String, CodingKey { case instance, term, leaseExpiresAt = "lease_expires_at" }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(instance, forKey: .instance)
-            try container.encode(term, forKey: .term)
-            try container.encode(leaseExpiresAt, forKey: .leaseExpiresAt)
-        }
     }
 
     var role: String
     var instance: String
     /// The slot's leader (this instance when it leads); null while no instance holds the slot.
-    var leader: Leader?
+    @NullEncodable var leader: Leader?
     /// Null on a standby: it does not stream.
-    var database: Database?
-    var slot: Slot?
+    @NullEncodable var database: Database?
+    @NullEncodable var slot: Slot?
     var sinks: [Sink]
-
-    enum CodingKeys: String, CodingKey { case role, instance, leader, database, slot, sinks }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(role, forKey: .role)
-        try container.encode(instance, forKey: .instance)
-        try container.encode(leader, forKey: .leader)
-        try container.encode(database, forKey: .database)
-        try container.encode(slot, forKey: .slot)
-        try container.encode(sinks, forKey: .sinks)
-    }
 }
 
 extension StatusResponse {

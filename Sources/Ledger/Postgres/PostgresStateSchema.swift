@@ -14,12 +14,9 @@ struct PostgresStateSchema: Sendable {
 
     /// Checks the name: PostgreSQL's rules for an identifier, without needing quotes to keep its meaning.
     init(_ name: String) throws(StateStoreError) {
-        let valid = !name.isEmpty && name.utf8.count <= 63 && !name.lowercased().hasPrefix("pg_")
-            && name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_") }
-            && !(name.unicodeScalars.first.map { CharacterSet.decimalDigits.contains($0) } ?? true)
-        guard valid else {
+        guard StateStoreConfig.isValidSchemaName(name) else {
             throw StateStoreError(.invalidSchema, "state.schema: \"\(name)\" is not a schema name sluice can use — use at most 63 "
-                                  + "letters, digits and underscores, starting with a letter or underscore (not pg_…)")
+                                  + "lower-case letters, digits and underscores, starting with a letter or underscore (not pg_…)")
         }
         self.name = name
         quoted = PostgresConnection.quoteIdentifier(name)
@@ -156,7 +153,7 @@ struct StateRow {
     /// A jsonb list of strings.
     func list(_ column: String) throws -> [String]? {
         guard let text = try optionalText(column) else { return nil }
-        guard let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else {
+        guard let list = StateList.decode(text) else {
             throw unreadable(column, text)
         }
         return list

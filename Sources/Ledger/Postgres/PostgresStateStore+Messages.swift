@@ -29,18 +29,12 @@ extension PostgresStateStore {
             let now = Date()
             // Many rows per statement: a park of thousands of messages is a few round trips, not thousands.
             for chunk in Self.chunks(messages, width: 12) {
-                var values: [PostgresParameter] = [.text(slot)]
-                let rows = chunk.map { message in Self.row(appending: Self.values(message), to: &values, first: "$1") }
-                let inserted = try connection.query("""
-                    INSERT INTO \(table("parked")) (slot, \(Self.parkedColumns)) VALUES \(rows.joined(separator: ", "))
-                    ON CONFLICT DO NOTHING RETURNING commit_lsn, commit_idx
-                    """, values: values)
-                let new = Set(inserted.rows.map { "\($0[0] ?? "")/\($0[1] ?? "")" })
-                let errors = chunk.compactMap { message -> (MessagePosition, String)? in
+                let new = try insertParked(connection, chunk)
+                let errors = chunk.compactMap { message -> (position: MessagePosition, at: Date, error: String)? in
                     guard let error = message.lastError, new.contains(Self.positionKey(message.position)) else { return nil }
-                    return (message.position, error)
+                    return (message.position, now, error)
                 }
-                try recordErrors(connection, sink: sink, errors, at: now)
+                try recordErrors(connection, sink: sink, errors)
             }
             for chunk in Self.chunks(positions, width: 2) {
                 var values: [PostgresParameter] = [.text(slot), .text(sink)]
@@ -60,7 +54,7 @@ extension PostgresStateStore {
                     FROM (VALUES \(rows.joined(separator: ", "))) AS v(lsn, idx, n, error)
                     WHERE p.slot = $1 AND p.sink = $2 AND p.commit_lsn = v.lsn AND p.commit_idx = v.idx
                     """, values: values)
-                try recordErrors(connection, sink: sink, chunk.map { ($0.position, $0.error) }, at: now)
+                try recordErrors(connection, sink: sink, chunk.map { ($0.position, now, $0.error) })
             }
             // At most 20 errors per message.
             for attempt in attempts where attempt.deliverCount > StateLimits.errorsKept {
@@ -72,13 +66,28 @@ extension PostgresStateStore {
         }
     }
 
+    /// Parks messages (one statement) unless parked already; the `positionKey`s of those written.
+    func insertParked(_ connection: PostgresConnection, _ messages: ArraySlice<ParkedMessage>) throws -> Set<String> {
+        var values: [PostgresParameter] = [.text(slot)]
+        let rows = messages.map { message in Self.row(appending: Self.values(message), to: &values, first: "$1") }
+        let inserted = try connection.query("""
+            INSERT INTO \(table("parked")) (slot, \(Self.parkedColumns)) VALUES \(rows.joined(separator: ", "))
+            ON CONFLICT DO NOTHING RETURNING commit_lsn, commit_idx
+            """, values: values)
+        return Set(inserted.rows.map { "\($0[0] ?? "")/\($0[1] ?? "")" })
+    }
+
     /// Appends attempt errors, in order (their ids keep it).
-    func recordErrors(_ connection: PostgresConnection, sink: String, _ errors: [(MessagePosition, String)], at: Date) throws {
-        for chunk in Self.chunks(errors, width: 3) {
-            var values: [PostgresParameter] = [.text(slot), .text(sink), .time(at)]
-            let rows = chunk.map { Self.row(appending: [.lsn($0.0), .int($0.0.commitIndex), .text($0.1)], to: &values, first: "$1, $2, $3") }
+    func recordErrors(_ connection: PostgresConnection, sink: String, _ errors: [(position: MessagePosition, at: Date, error: String)])
+        throws {
+        for chunk in Self.chunks(errors, width: 4) {
+            var values: [PostgresParameter] = [.text(slot), .text(sink)]
+            let rows = chunk.map {
+                Self.row(appending: [.lsn($0.position), .int($0.position.commitIndex), .time($0.at), .text($0.error)], to: &values,
+                         first: "$1, $2")
+            }
             try connection.query("""
-                INSERT INTO \(table("attempt_error")) (slot, sink, at, commit_lsn, commit_idx, error) VALUES \(rows.joined(separator: ", "))
+                INSERT INTO \(table("attempt_error")) (slot, sink, commit_lsn, commit_idx, at, error) VALUES \(rows.joined(separator: ", "))
                 """, values: values)
         }
     }
@@ -104,12 +113,6 @@ extension PostgresStateStore {
     /// A position as the text the tables give back for (commit_lsn, commit_idx).
     static func positionKey(_ position: MessagePosition) -> String {
         "\(Int64(bitPattern: position.commitLSN.rawValue))/\(position.commitIndex)"
-    }
-
-    func recordError(_ connection: PostgresConnection, sink: String, position: MessagePosition, at: Date, error: String) throws {
-        try connection.query("""
-            INSERT INTO \(table("attempt_error")) (slot, sink, commit_lsn, commit_idx, at, error) VALUES ($1, $2, $3, $4, $5, $6)
-            """, values: key(sink, position) + [.time(at), .text(error)])
     }
 
     public func parkedGroups(sink: String) throws -> [String: Int] {
@@ -165,11 +168,7 @@ extension PostgresStateStore {
             let removed = try connection.query("DELETE FROM \(table("parked")) WHERE \(Self.atPosition) RETURNING \(Self.parkedColumns)",
                                                values: key(sink, position))
             guard let parked = try removed.stateRows.first?.parked() else { return nil }
-            let cancelled = CancelledMessage(
-                sink: sink, group: parked.group, position: position, table: parked.table, topic: parked.topic,
-                key: parked.key.map { String(decoding: $0, as: UTF8.self) }, size: parked.value.count, reason: reason,
-                error: parked.lastError ?? "", action: action, recordPKs: recordPKs, deliverCount: parked.deliverCount,
-                value: parked.value)
+            let cancelled = CancelledMessage(cancelling: parked, reason: reason, action: action, recordPKs: recordPKs)
             try insertCancelled(connection, cancelled)
             return cancelled
         }
@@ -303,9 +302,7 @@ extension PostgresStateStore {
         return try result.stateRows.first?.int("n") ?? 0
     }
 
-    static func encodeList(_ values: [String]) -> String {
-        String(decoding: (try? JSONSerialization.data(withJSONObject: values)) ?? Data("[]".utf8), as: UTF8.self)
-    }
+    static func encodeList(_ values: [String]) -> String { StateList.encode(values) }
 }
 
 extension PostgresParameter {

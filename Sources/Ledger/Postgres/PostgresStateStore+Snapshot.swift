@@ -41,14 +41,9 @@ extension PostgresStateStore {
                     .stateRows.first?.int("n") ?? 0
                 if count > 0 { throw StateStoreError.notEmpty(location, table: "\(schema.name).\(name)", count: count) }
             }
-            for message in snapshot.parked {
-                try connection.query("""
-                    INSERT INTO \(table("parked")) (slot, \(Self.parkedColumns))
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                    """, values: [.text(slot)] + Self.values(message))
-            }
-            for error in snapshot.attemptErrors {
-                try recordError(connection, sink: error.sink, position: error.position, at: error.at, error: error.error)
+            for chunk in Self.chunks(snapshot.parked, width: 12) { _ = try insertParked(connection, chunk) }
+            for (sink, errors) in Dictionary(grouping: snapshot.attemptErrors, by: \.sink) {
+                try recordErrors(connection, sink: sink, errors.map { ($0.position, $0.at, $0.error) })
             }
             try insertDelivered(connection, snapshot.delivered[...])
             for message in snapshot.cancelled { try insertCancelled(connection, message) }

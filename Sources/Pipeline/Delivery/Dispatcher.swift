@@ -344,14 +344,8 @@ final class Dispatcher: @unchecked Sendable {
     /// it again from the slot and the state it keeps) — and the worker ends without writing.
     func abandon() {
         abandoned.store(true, ordering: .relaxed)
-        lock.lock()
-        stopping = true
-        lock.broadcast()
-        let producers = [producer] + retiredProducers
-        lock.unlock()
-        for producer in producers { producer.purge() }
-        workerDone.wait()
-        for case let transactional as TransactionalProducer in producers { transactional.stop() }
+        for producer in lock.withLock({ [producer] + retiredProducers }) { producer.purge() }
+        stop()
     }
 
     /// Exactly-once: a PostgreSQL transaction ended, and every message of it for this sink was handed over

@@ -20,7 +20,7 @@ public struct LeaseHolder: Sendable, Equatable {
 /// the leader renews every lease/3. Every new leader raises the row's term; the state store refuses
 /// writes from any other term, so a leader that lost the slot can never write the shared state.
 /// One thread uses an election at a time (the standby loop, then the leader's renewal thread).
-final class LeaderElection: @unchecked Sendable {
+public final class LeaderElection: @unchecked Sendable {
     enum Attempt {
         /// This instance holds the slot now; `previous` held it before (nil on the first election).
         case leader(term: Int64, expiresAt: Date, previous: String?)
@@ -141,9 +141,16 @@ final class LeaderElection: @unchecked Sendable {
 
     private func readLease(_ connection: PostgresConnection) throws(PostgresError)
         -> (holder: LeaseHolder, lockPID: Int32?, expired: Bool)? {
+        try Self.lease(on: connection, schema: schema, slot: slot)
+    }
+
+    /// The slot's lease row, read on any connection (also by `sluice check` and `sluice state copy`): who
+    /// holds the slot, its lock session, and whether its lease has run out (on the database's clock).
+    public static func lease(on connection: PostgresConnection, schema: String, slot: String) throws(PostgresError)
+        -> (holder: LeaseHolder, lockPID: Int32?, expired: Bool)? {
         let result = try connection.query("""
             SELECT instance, term, lock_pid, extract(epoch FROM expires_at) AS expires, expires_at < clock_timestamp() AS expired
-            FROM \(table) WHERE slot = $1
+            FROM \(PostgresConnection.quoteIdentifier(schema)).leader WHERE slot = $1
             """, [slot])
         guard let instance = result.value("instance"), let term = result.value("term").flatMap({ Int64($0) }),
               let expires = result.value("expires").flatMap({ Double($0) }) else { return nil }

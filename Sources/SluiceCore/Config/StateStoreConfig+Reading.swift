@@ -7,10 +7,11 @@ public enum StateStoreConfig: Sendable {
 
     public var isPostgres: Bool { if case .postgres = self { true } else { false } }
 
-    /// The schema name PostgreSQL accepts unquoted: a letter or `_`, then letters, digits and `_`; at most 63 bytes.
-    static func isValidSchemaName(_ name: String) -> Bool {
+    /// A schema name sluice can use (`state.schema`, checked again by the store): what PostgreSQL accepts
+    /// unquoted — a letter or `_`, then lower-case letters, digits and `_`, at most 63 bytes — and not `pg_…`.
+    public static func isValidSchemaName(_ name: String) -> Bool {
         let letter = { (byte: UInt8) in byte == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) }
-        guard let first = name.utf8.first, letter(first), name.utf8.count <= 63 else { return false }
+        guard let first = name.utf8.first, letter(first), name.utf8.count <= 63, !name.hasPrefix("pg_") else { return false }
         return name.utf8.allSatisfy { letter($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
     }
 
@@ -31,7 +32,7 @@ public enum StateStoreConfig: Sendable {
             }
             if let schema, !Self.isValidSchemaName(schema) {
                 reader.report(.invalidValue, at: fields.path("schema"), quoting: schema,
-                              "— use lower-case letters, digits and _ (starting with a letter or _), at most 63")
+                              "— use lower-case letters, digits and _ (starting with a letter or _, not pg_), at most 63")
             }
             self = .postgres(connectionParameters: parameters, schema: schema ?? "sluice")
         case "sqlite":
