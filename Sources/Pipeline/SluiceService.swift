@@ -118,7 +118,7 @@ public struct SluiceService: Service {
 
     /// One running sluice per state file: a second one would mix its ledger with ours.
     /// Holds an exclusive lock on `<state>.lock` for as long as the returned descriptor is open.
-    static func lockState(path: String) throws -> Int32 {
+    public static func lockState(path: String) throws -> Int32 {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let descriptor = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)

@@ -84,11 +84,9 @@ struct StateCopy: ParsableCommand {
         return (config.database.connectionParameters, "sluice")
     }
 
+    /// Takes the state file's lock for a moment, as a starting sluice would: refused while one runs on it.
     static func ensureStopped(sqlite path: String) throws {
-        let descriptor = open(path + ".lock", O_RDWR | O_CLOEXEC)
-        guard descriptor >= 0 else { return }
-        defer { close(descriptor) }
-        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+        do { close(try SluiceService.lockState(path: path)) } catch is StateFileError {
             throw StateCopyError("\(path) is in use by a running sluice — stop it first")
         }
     }
